@@ -1,0 +1,10 @@
+"""Every test runs on 8 simulated CPU devices so sharded code paths are exercised."""
+import os
+
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import jax  # noqa: E402  (must come after the flags above)
+
+# Sharded and single-device results are compared to float tolerance; use exact matmuls.
+jax.config.update('jax_default_matmul_precision', 'highest')
