@@ -96,9 +96,12 @@ def abstract_variables(name: str) -> Any:
   """The variables of preset `name` as `jax.ShapeDtypeStruct`s (nothing is allocated)."""
   preset = get(name)
   model = preset.build()
-  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
-  return jax.eval_shape(
-      lambda: model.init(rngs, *preset.inputs(), **dict(preset.apply_kwargs)))
+
+  def init(*inputs):
+    rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
+    return model.init(rngs, *inputs, **dict(preset.apply_kwargs))
+
+  return jax.eval_shape(init, *preset.inputs())
 
 
 def num_params(tree: Any) -> int:

@@ -1,0 +1,86 @@
+"""Supervised image classification: any zoo classifier on any TFDS image dataset.
+
+    python -m experiments.classify --config=experiments/configs/classify.py:digits_cnn --workdir=runs/digits
+
+Softmax cross-entropy, the optimiser of `config.optim`, accuracy and loss on the eval split. Models
+with batch statistics or dropout work unchanged: non-parameter variables are the state's
+`model_state`, and dropout draws from the per-step key.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxpapers import zoo
+from jaxpapers.data import pipeline
+from jaxpapers.train import cli, devices, optim
+from jaxpapers.train.loop import Experiment
+from jaxpapers.train.state import TrainState
+
+
+def random_shift(max_shift: int):
+  """Translates an image by up to `max_shift` pixels in each direction, filling with zeros."""
+  def augment(example, rng: np.random.Generator):
+    image = example['image']
+    dy, dx = rng.integers(-max_shift, max_shift + 1, size=2)
+    padded = np.pad(image, ((max_shift, max_shift), (max_shift, max_shift), (0, 0)))
+    h, w = image.shape[:2]
+    shifted = padded[max_shift + dy:max_shift + dy + h, max_shift + dx:max_shift + dx + w]
+    return {**example, 'image': shifted}
+  return augment
+
+
+class Classify(Experiment):
+
+  def __init__(self, config, mesh):
+    super().__init__(config, mesh)
+    self.model = zoo.build(config.model)
+    d = config.data
+    self._train_source = pipeline.load_source(d.name, d.train_split, d.data_dir or None)
+    self._eval_source = pipeline.load_source(d.name, d.eval_split, d.data_dir or None)
+    self._preprocess = pipeline.image_classification_preprocess()
+    self._image_shape = self._preprocess(self._train_source[0])['image'].shape
+    self.tx = optim.make_optimizer(config.optim, config.train.steps)
+
+  def init(self, rng):
+    params_rng, dropout_rng = jax.random.split(rng)
+    variables = self.model.init({'params': params_rng, 'dropout': dropout_rng},
+                                jnp.zeros((1, *self._image_shape)), train=False)
+    params = variables.pop('params')
+    return TrainState.create(params=params, tx=self.tx, rng=rng, model_state=dict(variables))
+
+  def train_step(self, state: TrainState, batch):
+    def loss_fn(params):
+      logits, model_state = self.model.apply(
+          {'params': params, **state.model_state}, batch['image'], train=True,
+          rngs={'dropout': state.step_rng('dropout')}, mutable=list(state.model_state))
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+      return loss, (logits, model_state)
+
+    (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
+    return state.apply_gradients(self.tx, grads, model_state=dict(model_state)), {'loss': loss, 'accuracy': accuracy}
+
+  def eval_step(self, state: TrainState, batch):
+    logits = self.model.apply({'params': state.params, **state.model_state}, batch['image'], train=False)
+    mask = batch['mask']
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
+    correct = jnp.argmax(logits, -1) == batch['label']
+    return {'loss': jnp.sum(loss * mask), 'accuracy': jnp.sum(correct * mask), 'count': jnp.sum(mask)}
+
+  def train_data(self):
+    shift = self.config.data.random_shift
+    return pipeline.train_batches(self._train_source, global_batch_size=self.config.train.batch_size,
+                                  seed=self.config.seed, preprocess=self._preprocess,
+                                  augment=random_shift(shift) if shift else None)
+
+  def eval_data(self):
+    return pipeline.eval_batches(self._eval_source, global_batch_size=self.config.train.batch_size,
+                                 preprocess=self._preprocess)
+
+
+if __name__ == '__main__':
+  cli.run(Classify)

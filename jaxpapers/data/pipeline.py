@@ -1,0 +1,123 @@
+"""The input pipeline: any TFDS dataset (array_record format) -> sharded, shuffled, augmented batches.
+
+Built on grain's random-access `MapDataset`, which needs no TensorFlow and makes every batch a pure
+function of (seed, step). The training stream is
+
+    source -> shuffle(seed, reshuffled every epoch) -> repeat -> preprocess + augment(per-example key)
+           -> every process_count-th example from process_index -> batch(global / process_count)
+
+Each global batch is therefore the same set of examples whatever the number of processes, and the
+iterator's position (`get_state()`) is saved in every checkpoint so a resumed run sees exactly the
+batches an uninterrupted one would have.
+
+Datasets must be prepared in the array_record format (`tfds build <name> --file_format=array_record`);
+the offline datasets of this package (`OFFLINE_BUILDERS`) are built on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, Mapping
+
+import grain
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jaxpapers.data import digits
+from jaxpapers.errors import DatasetNotFoundError
+
+Example = dict[str, Any]
+# Dataset name -> builder class for datasets the project builds itself, without a network.
+OFFLINE_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
+    'sklearn_digits': digits.SklearnDigits,
+}
+
+
+def data_dir(override: str | None = None) -> str:
+  return override or os.environ.get('TFDS_DATA_DIR') or os.path.expanduser('~/tensorflow_datasets')
+
+
+def load_source(name: str, split: str, directory: str | None = None) -> Any:
+  """A random-access source (len, __getitem__) over one split of a prepared TFDS dataset."""
+  directory = data_dir(directory)
+  if name in OFFLINE_BUILDERS:
+    builder = OFFLINE_BUILDERS[name](data_dir=directory, file_format='array_record')
+    if not builder.is_prepared():
+      builder.download_and_prepare()
+  else:
+    try:
+      builder = tfds.builder(name, data_dir=directory)
+    except tfds.core.registered.DatasetNotFoundError as e:
+      raise DatasetNotFoundError(f'unknown dataset {name!r}: {str(e).splitlines()[0]}') from None
+    if not builder.is_prepared():
+      raise DatasetNotFoundError(
+          f'dataset {name!r} is not prepared in {directory}. Prepare it with '
+          f'`tfds build {name} --file_format=array_record --data_dir={directory}` on a machine with '
+          'network access (or set TFDS_DATA_DIR / --config.data.data_dir to where it is, e.g. a bucket).')
+  try:
+    return builder.as_data_source(split=split)
+  except NotImplementedError as e:
+    raise DatasetNotFoundError(
+        f'dataset {name!r} in {directory} is not in the array_record format this pipeline reads; rebuild '
+        f'it with `tfds build {name} --file_format=array_record --data_dir={directory}`') from e
+
+
+def train_batches(source: Any, *, global_batch_size: int, seed: int,
+                  preprocess: Callable[[Example], Example] | None = None,
+                  augment: Callable[[Example, np.random.Generator], Example] | None = None,
+                  process_index: int | None = None, process_count: int | None = None,
+                  num_threads: int = 4, prefetch: int = 8) -> grain.DatasetIterator:
+  """An endless iterator of this process's slices of shuffled global batches (dicts of NumPy arrays).
+
+  `preprocess(example)` is deterministic (decode, normalise); `augment(example, rng)` draws from an
+  np.random.Generator seeded by (seed, position in the stream), so augmentations are reproducible too.
+  """
+  index, count = _process(process_index, process_count)
+  if global_batch_size % count:
+    raise ValueError(f'global batch size {global_batch_size} is not divisible by the {count} processes')
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
+  if preprocess is not None:
+    ds = ds.map(preprocess)
+  if augment is not None:
+    ds = ds.random_map(augment, seed=seed + 1)
+  ds = ds[index::count].batch(global_batch_size // count, drop_remainder=True)
+  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)))
+
+
+def eval_batches(source: Any, *, global_batch_size: int,
+                 preprocess: Callable[[Example], Example] | None = None,
+                 process_index: int | None = None, process_count: int | None = None
+                 ) -> Iterator[Example]:
+  """One pass over `source` in order, in this process's slices of global batches.
+
+  The last batch is padded to the full size with copies of the first example; every batch carries
+  `mask` (1.0 for real examples, 0.0 for padding), which evaluation sums must weight by.
+  """
+  index, count = _process(process_index, process_count)
+  n = len(source)
+  padded = -(-n // global_batch_size) * global_batch_size
+
+  def example(i: int) -> Example:
+    ex = dict(source[i if i < n else 0])
+    if preprocess is not None:
+      ex = preprocess(ex)
+    ex['mask'] = np.float32(i < n)
+    return ex
+
+  ds = grain.MapDataset.range(padded).map(example)[index::count]
+  yield from ds.batch(global_batch_size // count, drop_remainder=True)
+
+
+def _process(index: int | None, count: int | None) -> tuple[int, int]:
+  return (jax.process_index() if index is None else index,
+          jax.process_count() if count is None else count)
+
+
+def image_classification_preprocess(image_key: str = 'image',
+                                    label_key: str = 'label') -> Callable[[Example], Example]:
+  """uint8 images -> float32 in [0, 1]; integer labels as int32."""
+  def preprocess(ex: Mapping[str, Any]) -> Example:
+    return {'image': np.asarray(ex[image_key], np.float32) / 255.0,
+            'label': np.int32(ex[label_key])}
+  return preprocess

@@ -1,0 +1,112 @@
+"""Console progress, TensorBoard event files, results.json and image grids."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from absl import logging
+from PIL import Image
+
+
+class MetricWriter:
+  """Writes scalars to the console and to TensorBoard (`<workdir>/tensorboard`), from process 0 only."""
+
+  def __init__(self, workdir: str):
+    self._active = jax.process_index() == 0
+    self._tb = None
+    if self._active:
+      from tensorboardX import SummaryWriter  # imported here: only process 0 writes events.
+      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def scalars(self, step: int, scalars: Mapping[str, float], prefix: str = '') -> None:
+    if not self._active:
+      return
+    for name, value in scalars.items():
+      self._tb.add_scalar(f'{prefix}{name}', float(value), step)
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+class Progress:
+  """Steps per second over the last logging window and the time left to `total_steps`."""
+
+  def __init__(self, start_step: int, total_steps: int):
+    self._total = total_steps
+    self._last_step, self._last_time = start_step, time.perf_counter()
+
+  def restart(self, step: int) -> None:
+    """Starts a new window, so time spent evaluating is not counted as training time."""
+    self._last_step, self._last_time = step, time.perf_counter()
+
+  def update(self, step: int) -> tuple[float, str]:
+    now = time.perf_counter()
+    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    eta = datetime.timedelta(seconds=round((self._total - step) / rate)) if rate > 0 else '?'
+    return rate, str(eta)
+
+
+def format_metrics(metrics: Mapping[str, float]) -> str:
+  return ' '.join(f'{k} {v:.4g}' for k, v in sorted(metrics.items()))
+
+
+def log_line(step: int, total: int, metrics: Mapping[str, float], rate: float, eta: str) -> None:
+  logging.info('step %d/%d | %s | %.2f steps/s | ETA %s', step, total, format_metrics(metrics),
+               rate, eta)
+
+
+def write_results(workdir: str, results: Mapping[str, Any]) -> str:
+  """Writes `<workdir>/results.json` with the run's environment added; returns the path."""
+  path = os.path.join(workdir, 'results.json')
+  if jax.process_index() == 0:
+    payload = dict(results)
+    payload['jax_version'] = jax.__version__
+    payload['devices'] = [str(d) for d in jax.devices()]
+    payload['device_kind'] = jax.devices()[0].device_kind
+    payload['process_count'] = jax.process_count()
+    with open(path, 'w') as f:
+      json.dump(payload, f, indent=2, sort_keys=True, default=_to_json)
+  return path
+
+
+def _to_json(x: Any) -> Any:
+  if isinstance(x, (np.generic, np.ndarray)):
+    return x.tolist()
+  return str(x)
+
+
+def image_grid(images: np.ndarray, num_rows: int | None = None, pad: int = 1) -> np.ndarray:
+  """Tiles images [N, H, W, C] (floats in [0, 1] or uint8) into one uint8 image [rows*H, cols*W, C]."""
+  images = np.asarray(images)
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.dtype != np.uint8:
+    images = (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
+  n, h, w, c = images.shape
+  rows = num_rows or int(np.ceil(np.sqrt(n)))
+  cols = int(np.ceil(n / rows))
+  grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
+  for i in range(n):
+    r, col = divmod(i, cols)
+    grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = images[i]
+  return grid
+
+
+def save_image_grid(images: np.ndarray, path: str, num_rows: int | None = None, scale: int = 1) -> str:
+  """Saves `image_grid(images)` as a PNG, enlarged `scale` times with nearest-neighbour pixels."""
+  grid = image_grid(images, num_rows)
+  picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+  if scale != 1:
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  picture.save(path)
+  return path
