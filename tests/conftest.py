@@ -8,3 +8,14 @@ import jax  # noqa: E402  (must come after the flags above)
 
 # Sharded and single-device results are compared to float tolerance; use exact matmuls.
 jax.config.update('jax_default_matmul_precision', 'highest')
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def digits_dir(tmp_path_factory):
+  """A TFDS data directory with the offline digits dataset built in it (once per test session)."""
+  from jaxpapers.data import pipeline
+  directory = str(tmp_path_factory.mktemp('tfds'))
+  pipeline.load_source('sklearn_digits', 'train', directory)
+  return directory

@@ -55,11 +55,19 @@ class Checkpointer:
 
 
 def load_params(workdir: str, step: int | None = None) -> Any:
-  """The trained parameters of a run as NumPy arrays, for evaluation and analysis outside the loop."""
-  manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'))
+  """The trained parameters of a run as NumPy arrays, for evaluation and analysis outside the loop.
+
+  Works whatever topology the run was saved from (8 devices, 2 processes, a TPU pod).
+  """
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  manager = ocp.CheckpointManager(directory)
   step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
   manager.close()
-  return jax.tree.map(lambda x: jax.device_get(x), restored.state['params'])
+  if step is None:
+    raise CheckpointError(f'no checkpoint in {directory}')
+  path = os.path.join(directory, str(step), 'state')
+  checkpointer = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata.tree)
+  return jax.device_get(checkpointer.restore(path, target)['params'])
