@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxpapers.data import digits
-from jaxpapers.errors import DatasetNotFoundError
+from jaxpapers.errors import ConfigError, DatasetNotFoundError
 
 Example = dict[str, Any]
 # Dataset name -> builder class for datasets the project builds itself, without a network.
@@ -50,17 +50,22 @@ def load_source(name: str, split: str, directory: str | None = None) -> Any:
       builder = tfds.builder(name, data_dir=directory)
     except tfds.core.registered.DatasetNotFoundError as e:
       raise DatasetNotFoundError(f'unknown dataset {name!r}: {str(e).splitlines()[0]}') from None
-    if not builder.is_prepared():
-      raise DatasetNotFoundError(
-          f'dataset {name!r} is not prepared in {directory}. Prepare it with '
-          f'`tfds build {name} --file_format=array_record --data_dir={directory}` on a machine with '
-          'network access (or set TFDS_DATA_DIR / --config.data.data_dir to where it is, e.g. a bucket).')
   try:
     return builder.as_data_source(split=split)
-  except NotImplementedError as e:
-    raise DatasetNotFoundError(
-        f'dataset {name!r} in {directory} is not in the array_record format this pipeline reads; rebuild '
-        f'it with `tfds build {name} --file_format=array_record --data_dir={directory}`') from e
+  except Exception as e:  # Unprepared, wrong format or wrong split: say which, and what to do.
+    build = f'tfds build {name} --file_format=array_record --data_dir={directory}'
+    if not builder.is_prepared():
+      raise DatasetNotFoundError(
+          f'dataset {name!r} is not prepared in {directory}. Prepare it with `{build}` on a machine '
+          'with network access (or set TFDS_DATA_DIR / --config.data.data_dir to where it is, e.g. a '
+          'bucket).') from None
+    if isinstance(e, NotImplementedError):
+      raise DatasetNotFoundError(f'dataset {name!r} in {directory} is not in the array_record format '
+                                 f'this pipeline reads; rebuild it with `{build}`') from None
+    if split.split('[')[0] not in builder.info.splits:
+      raise ConfigError(f'dataset {name!r} has no split {split!r}; its splits: '
+                        f'{", ".join(builder.info.splits)}') from None
+    raise
 
 
 def train_batches(source: Any, *, global_batch_size: int, seed: int,
