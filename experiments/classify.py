@@ -2,7 +2,8 @@
 
     python -m experiments.classify --config=experiments/configs/classify.py:digits_cnn --workdir=runs/digits
 
-Softmax cross-entropy, the optimiser of `config.optim`, accuracy and loss on the eval split. Models
+Softmax cross-entropy, the optimiser of `config.optim`, accuracy and loss on the eval split;
+augmentation (random crops of the zero-padded image, horizontal flips) runs on the device. Models
 with batch statistics or dropout work unchanged: non-parameter variables are the state's
 `model_state`, and dropout draws from the per-step key.
 """
@@ -11,26 +12,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxpapers import zoo
-from jaxpapers.data import pipeline
+from jaxpapers.data import augment, pipeline
 from jaxpapers.train import cli, devices, optim
 from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
-
-
-def random_shift(max_shift: int):
-  """Translates an image by up to `max_shift` pixels in each direction, filling with zeros."""
-  def augment(example, rng: np.random.Generator):
-    image = example['image']
-    dy, dx = rng.integers(-max_shift, max_shift + 1, size=2)
-    padded = np.pad(image, ((max_shift, max_shift), (max_shift, max_shift), (0, 0)))
-    h, w = image.shape[:2]
-    shifted = padded[max_shift + dy:max_shift + dy + h, max_shift + dx:max_shift + dx + w]
-    return {**example, 'image': shifted}
-  return augment
 
 
 class Classify(Experiment):
@@ -39,10 +27,16 @@ class Classify(Experiment):
     super().__init__(config, mesh)
     self.model = zoo.build(config.model)
     d = config.data
-    self._train_source = pipeline.load_source(d.name, d.train_split, d.data_dir or None)
-    self._eval_source = pipeline.load_source(d.name, d.eval_split, d.data_dir or None)
-    self._preprocess = pipeline.image_classification_preprocess()
-    self._image_shape = self._preprocess(self._train_source[0])['image'].shape
+    preprocess = pipeline.image_classification_preprocess()
+    self._train_source, self._eval_source = (
+        pipeline.load_source(d.name, split, d.data_dir or None) for split in (d.train_split, d.eval_split))
+    if d.in_memory:
+      self._train_source, self._eval_source = (
+          pipeline.in_memory(s, preprocess) for s in (self._train_source, self._eval_source))
+      preprocess = None
+    self._preprocess = preprocess
+    example = self._train_source[0]
+    self._image_shape = (preprocess(example) if preprocess else example)['image'].shape
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
 
   def init(self, rng):
@@ -52,10 +46,21 @@ class Classify(Experiment):
     params = variables.pop('params')
     return TrainState.create(params=params, tx=self.tx, rng=rng, model_state=dict(variables))
 
+  def augment(self, images, key):
+    d = self.config.data
+    crop_key, flip_key = jax.random.split(key)
+    if d.random_crop_padding:
+      images = augment.random_crop_with_padding(images, crop_key, d.random_crop_padding)
+    if d.random_flip:
+      images = augment.random_flip_left_right(images, flip_key)
+    return images
+
   def train_step(self, state: TrainState, batch):
+    images = self.augment(batch['image'], state.step_rng('augment'))
+
     def loss_fn(params):
       logits, model_state = self.model.apply(
-          {'params': params, **state.model_state}, batch['image'], train=True,
+          {'params': params, **state.model_state}, images, train=True,
           rngs={'dropout': state.step_rng('dropout')}, mutable=list(state.model_state))
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
       return loss, (logits, model_state)
@@ -72,10 +77,8 @@ class Classify(Experiment):
     return {'loss': jnp.sum(loss * mask), 'accuracy': jnp.sum(correct * mask), 'count': jnp.sum(mask)}
 
   def train_data(self):
-    shift = self.config.data.random_shift
     return pipeline.train_batches(self._train_source, global_batch_size=self.config.train.batch_size,
-                                  seed=self.config.seed, preprocess=self._preprocess,
-                                  augment=random_shift(shift) if shift else None)
+                                  seed=self.config.seed, preprocess=self._preprocess)
 
   def eval_data(self):
     return pipeline.eval_batches(self._eval_source, global_batch_size=self.config.train.batch_size,

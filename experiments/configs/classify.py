@@ -17,7 +17,9 @@ def base() -> ml_collections.ConfigDict:
   c.model = 'digits_cnn'  # any zoo classifier taking (images, train=...) -> logits
   c.data = ml_collections.ConfigDict(dict(
       name='sklearn_digits', data_dir='', train_split='train', eval_split='test',
-      random_shift=1,  # augmentation: random translation by up to this many pixels (0 = off)
+      in_memory=True,  # decode the whole dataset once (for small datasets)
+      random_crop_padding=1,  # random crop of the zero-padded image: translation by up to this (0 = off)
+      random_flip=False,  # horizontal flips (not for digits: a mirrored 2 is no digit)
   ))
   c.optim = ml_collections.ConfigDict(dict(
       name='adamw', learning_rate=3e-3, schedule='cosine', warmup_steps=50, weight_decay=1e-4,
@@ -30,7 +32,7 @@ def base() -> ml_collections.ConfigDict:
 def digits_mlp() -> ml_collections.ConfigDict:
   c = base()
   c.model = 'digits_mlp'
-  c.data.random_shift = 0
+  c.data.random_crop_padding = 0
   return c
 
 

@@ -68,6 +68,11 @@ def load_source(name: str, split: str, directory: str | None = None) -> Any:
     raise
 
 
+def in_memory(source: Any, preprocess: Callable[[Example], Example] | None = None) -> list[Example]:
+  """Decodes (and preprocesses) a whole split once; for small datasets, where decoding dominates."""
+  return [preprocess(source[i]) if preprocess else dict(source[i]) for i in range(len(source))]
+
+
 def train_batches(source: Any, *, global_batch_size: int, seed: int,
                   preprocess: Callable[[Example], Example] | None = None,
                   augment: Callable[[Example, np.random.Generator], Example] | None = None,
