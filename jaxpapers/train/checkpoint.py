@@ -19,7 +19,7 @@ class Checkpointer:
   """Periodic and final checkpoints under `<workdir>/checkpoints`, keeping the latest `max_to_keep`."""
 
   def __init__(self, workdir: str, max_to_keep: int = 2):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self.directory = checkpoint_directory(workdir)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
@@ -35,7 +35,7 @@ class Checkpointer:
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
     """Restores (state, data_state) at `step` (default: the latest), raising CheckpointError."""
     step = self.latest_step() if step is None else step
-    path = os.path.join(self.directory, str(step))
+    path = f'{self.directory}/{step}'
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
@@ -54,18 +54,24 @@ class Checkpointer:
     self._manager.close()
 
 
+def checkpoint_directory(workdir: str) -> str:
+  """`<workdir>/checkpoints`, absolute for local paths; remote paths (gs://...) are kept as they are."""
+  workdir = str(workdir)
+  return f'{workdir if "://" in workdir else os.path.abspath(workdir)}/checkpoints'
+
+
 def load_params(workdir: str, step: int | None = None) -> Any:
   """The trained parameters of a run as NumPy arrays, for evaluation and analysis outside the loop.
 
   Works whatever topology the run was saved from (8 devices, 2 processes, a TPU pod).
   """
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  directory = checkpoint_directory(workdir)
   manager = ocp.CheckpointManager(directory)
   step = manager.latest_step() if step is None else step
   manager.close()
   if step is None:
     raise CheckpointError(f'no checkpoint in {directory}')
-  path = os.path.join(directory, str(step), 'state')
+  path = f'{directory}/{step}/state'
   checkpointer = ocp.StandardCheckpointer()
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 from PIL import Image
 
 
@@ -66,16 +67,15 @@ def log_line(step: int, total: int, metrics: Mapping[str, float], rate: float, e
 
 def write_results(workdir: str, results: Mapping[str, Any]) -> str:
   """Writes `<workdir>/results.json` with the run's environment added; returns the path."""
-  path = os.path.join(workdir, 'results.json')
+  path = epath.Path(workdir) / 'results.json'
   if jax.process_index() == 0:
     payload = dict(results)
     payload['jax_version'] = jax.__version__
     payload['devices'] = [str(d) for d in jax.devices()]
     payload['device_kind'] = jax.devices()[0].device_kind
     payload['process_count'] = jax.process_count()
-    with open(path, 'w') as f:
-      json.dump(payload, f, indent=2, sort_keys=True, default=_to_json)
-  return path
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_to_json))
+  return str(path)
 
 
 def _to_json(x: Any) -> Any:
@@ -107,6 +107,8 @@ def save_image_grid(images: np.ndarray, path: str, num_rows: int | None = None, 
   picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   if scale != 1:
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  picture.save(path)
-  return path
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open('wb') as f:
+    picture.save(f, format='PNG')
+  return str(path)
