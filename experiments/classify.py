@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import zoo
+from jaxpapers.errors import ConfigError
 from jaxpapers.data import augment, pipeline
 from jaxpapers.train import cli, devices, optim
 from jaxpapers.train.loop import Experiment
@@ -25,11 +26,15 @@ class Classify(Experiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
-    self.model = zoo.build(config.model)
+    try:
+      self.model = zoo.build(config.model)
+    except KeyError as e:
+      raise ConfigError(f'config.model={config.model!r}: {e.args[0]}') from None
     d = config.data
     preprocess = pipeline.image_classification_preprocess()
     self._train_source, self._eval_source = (
         pipeline.load_source(d.name, split, d.data_dir or None) for split in (d.train_split, d.eval_split))
+    self._num_classes = self._train_source.dataset_info.features['label'].num_classes
     if d.in_memory:
       self._train_source, self._eval_source = (
           pipeline.in_memory(s, preprocess) for s in (self._train_source, self._eval_source))
@@ -38,6 +43,22 @@ class Classify(Experiment):
     example = self._train_source[0]
     self._image_shape = (preprocess(example) if preprocess else example)['image'].shape
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
+    self._check_model_fits_data()
+
+  def _check_model_fits_data(self):
+    """A model built for other image sizes fails here, in one line, not deep inside XLA."""
+    try:
+      variables = jax.eval_shape(self.init, jax.random.PRNGKey(0))
+    except Exception as e:  # Shape errors surface as TypeError, ValueError, ZeroDivisionError...
+      reason = (str(e).strip().splitlines() or [''])[0]
+      raise ConfigError(f'model {self.config.model!r} does not accept {self.config.data.name} '
+                        f'images of shape {self._image_shape} ({type(e).__name__}: {reason})') from e
+    logits = jax.eval_shape(lambda v: self.model.apply(
+        {'params': v.params, **v.model_state}, jnp.zeros((1, *self._image_shape)), train=False),
+        variables)
+    if logits.shape[-1] != self._num_classes:
+      raise ConfigError(f'model {self.config.model!r} has {logits.shape[-1]} outputs; '
+                        f'{self.config.data.name} has {self._num_classes} classes')
 
   def init(self, rng):
     params_rng, dropout_rng = jax.random.split(rng)

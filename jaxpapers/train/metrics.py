@@ -1,4 +1,4 @@
-"""Console progress, TensorBoard event files, results.json and image grids."""
+"""Console progress, TensorBoard event files, metrics.jsonl, results.json and image grids."""
 
 from __future__ import annotations
 
@@ -16,11 +16,16 @@ from PIL import Image
 
 
 class MetricWriter:
-  """Writes scalars to the console and to TensorBoard (`<workdir>/tensorboard`), from process 0 only."""
+  """Writes scalars to TensorBoard (`<workdir>/tensorboard`) and to `<workdir>/metrics.jsonl`.
+
+  metrics.jsonl holds one JSON object per call, {"step", "prefix", "metrics"}, for plotting scripts
+  (`read_history`); only process 0 writes.
+  """
 
   def __init__(self, workdir: str):
     self._active = jax.process_index() == 0
     self._tb = None
+    self._jsonl = epath.Path(workdir) / 'metrics.jsonl'
     if self._active:
       from tensorboardX import SummaryWriter  # imported here: only process 0 writes events.
       self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
@@ -31,10 +36,30 @@ class MetricWriter:
     for name, value in scalars.items():
       self._tb.add_scalar(f'{prefix}{name}', float(value), step)
     self._tb.flush()
+    record = {'step': step, 'prefix': prefix, 'metrics': {k: float(v) for k, v in scalars.items()}}
+    with self._jsonl.open('a') as f:
+      f.write(json.dumps(record) + '\n')
 
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+
+
+def read_history(workdir: str, prefix: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{metric: (steps, values)} from metrics.jsonl for one prefix ('train/' or 'eval/').
+
+  A resumed run logs again the steps after its last checkpoint; the latest record of a step wins.
+  """
+  by_step: dict[int, dict[str, float]] = {}
+  for line in (epath.Path(workdir) / 'metrics.jsonl').read_text().splitlines():
+    record = json.loads(line)
+    if record['prefix'] == prefix:
+      by_step[record['step']] = record['metrics']
+  steps = sorted(by_step)
+  names = sorted({name for metrics in by_step.values() for name in metrics})
+  return {name: (np.array([s for s in steps if name in by_step[s]]),
+                 np.array([by_step[s][name] for s in steps if name in by_step[s]]))
+          for name in names}
 
 
 class Progress:

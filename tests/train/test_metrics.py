@@ -40,3 +40,16 @@ def test_progress_estimates_the_time_left(monkeypatch):
   progress = metrics.Progress(start_step=0, total_steps=300)
   rate, eta = progress.update(100)
   assert rate == 10.0 and eta == '0:00:20'
+
+
+def test_history_keeps_the_latest_record_of_each_step(tmp_path):
+  writer = metrics.MetricWriter(str(tmp_path))
+  writer.scalars(10, {'loss': 2.0}, prefix='train/')
+  writer.scalars(20, {'loss': 1.0}, prefix='train/')
+  writer.scalars(20, {'accuracy': 0.5}, prefix='eval/')
+  writer.scalars(20, {'loss': 1.5}, prefix='train/')  # logged again after a resume
+  writer.close()
+  steps, values = metrics.read_history(str(tmp_path), 'train/')['loss']
+  np.testing.assert_array_equal(steps, [10, 20])
+  np.testing.assert_array_equal(values, [2.0, 1.5])
+  assert list(metrics.read_history(str(tmp_path), 'eval/')) == ['accuracy']
