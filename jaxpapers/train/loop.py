@@ -94,7 +94,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
     logging.info('resumed from %s/%d', checkpointer.directory, checkpointer.latest_step())
   else:
     state = jax.jit(experiment.init, out_shardings=replicated)(rng)
-  start_step = int(state.step)
+  start_step = int(_fetch(state.step))
 
   step_fn = _compile_train_step(experiment, abstract_state, mesh)
   eval_fn = _compile_eval_step(experiment)
@@ -123,7 +123,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
         writer.scalars(step, {**train_metrics, 'steps_per_second': rate}, prefix='train/')
       if step % tc.checkpoint_every == 0 or is_last or preempted:
         if step % tc.log_every:  # Not summarised above: check the losses since the last log line.
-          _check_finite(jax.device_get(accumulator['first_nonfinite']))
+          _check_finite(_fetch(accumulator['first_nonfinite']))
         checkpointer.save(step, state, data.get_state())
       if preempted:
         checkpointer.wait()
@@ -166,7 +166,7 @@ def _evaluate(experiment: Experiment, eval_fn, state: TrainState, step: int,
       if sums is None:
         sums = jax.tree.map(jnp.zeros_like, jax.eval_shape(experiment.eval_step, state, batch))
       sums = eval_fn(state, batch, sums)
-    sums = jax.device_get(sums)
+    sums = _fetch(sums)
     count = float(sums.pop('count'))
     metrics = {k: float(v) / count for k, v in sums.items()}
   metrics.update(experiment.after_eval(state, step, workdir))
@@ -209,8 +209,13 @@ def _zero_accumulator(metric_shapes: Any, replicated) -> dict[str, Any]:
   }, replicated)
 
 
+def _fetch(tree: Any) -> Any:
+  """Every wait for the device in the loop goes through here: at start-up, logging, checkpoints, eval."""
+  return jax.device_get(tree)
+
+
 def _summarise(accumulator: dict[str, Any], step: int) -> dict[str, float]:
-  host = jax.device_get(accumulator)
+  host = _fetch(accumulator)
   _check_finite(host['first_nonfinite'])
   count = max(int(host['count']), 1)
   return {k: float(v) / count for k, v in host['sums'].items()}

@@ -101,3 +101,14 @@ def test_checkpoint_of_another_model_is_rejected_clearly(digits_dir, tmp_path):
   config.model = 'digits_cnn'
   with pytest.raises(CheckpointError, match='different configuration'):
     run(config, tmp_path)
+
+
+def test_the_loop_waits_for_the_device_only_to_log_checkpoint_or_evaluate(digits_dir, tmp_path,
+                                                                         monkeypatch):
+  fetched = []
+  fetch = loop._fetch
+  monkeypatch.setattr(loop, '_fetch', lambda tree: fetched.append(tree) or fetch(tree))
+  run(tiny_config(digits_dir, steps=30, log_every=10, checkpoint_every=15, eval_every=0), tmp_path)
+  # start-up (the step counter), logs at 10, 20, 30, the NaN check before the checkpoint at 15,
+  # and the final evaluation's sums: six waits in thirty steps.
+  assert len(fetched) == 6
