@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench param-counts clean
+.PHONY: demo test bench parity param-counts clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,17 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed-bench
 	$(BIN)/python scripts/benchmark.py
 
+# Converted torchvision models against torchvision on random weights (its own 5.5 GB virtualenv).
+.venv-parity/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv .venv-parity
+	.venv-parity/bin/pip install -q -e '.[parity]'
+	touch $@
+
+parity: .venv-parity/.installed
+	.venv-parity/bin/python -m pytest -q tests/parity
+
 param-counts: $(VENV)/.installed
 	$(BIN)/python scripts/param_counts.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) .venv-parity runs
