@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 # Packages that hold infrastructure, not models; they register no presets.
-_NOT_FAMILIES = ('train', 'data')
+_NOT_FAMILIES = ('train', 'data', 'metrics')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,141 @@
+"""Sample quality judged by a fixed classifier: Frechet distance and the Inception-score analogue.
+
+Papers:
+  * GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium (Heusel et al.
+    2017, arXiv:1706.08500), sec. "Evaluation": the Frechet distance between Gaussians fitted to the
+    features of real and generated images,
+    d^2 = |mu_r - mu_g|^2 + Tr(C_r + C_g - 2 (C_r C_g)^(1/2))  (`frechet_distance`).
+  * Improved Techniques for Training GANs (Salimans et al. 2016, arXiv:1606.03498), sec. 4: the
+    Inception score exp(E_x KL(p(y | x) || p(y))), high when each image is classified confidently
+    and the classes are diverse (`classifier_score`).
+
+Departures: the features and class probabilities come from a small convnet trained on the real
+digits (`digits_cnn`, trained by `experiments/classify.py`; features are the input of its output
+layer, its penultimate activations) rather than Inception-v3 on ImageNet, so the numbers measure the
+same things on this data but are not on the scale of published FID / IS values. The trace of the
+matrix square root is computed exactly from symmetric eigendecompositions in float64,
+Tr (C_r C_g)^(1/2) = sum_i sqrt(lambda_i(C_r^(1/2) C_g C_r^(1/2))), instead of `scipy.linalg.sqrtm`
+of the non-symmetric product (whose rounding can leave imaginary parts that FID code must discard).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import special
+
+
+class Statistics(NamedTuple):
+  """Mean and covariance of a set of feature vectors (float64)."""
+  mean: np.ndarray  # [D]
+  cov: np.ndarray  # [D, D]
+
+
+def feature_statistics(features) -> Statistics:
+  """Mean and unbiased covariance of [N, D] features, as FID computes them."""
+  features = np.asarray(features, np.float64)
+  if features.ndim != 2 or features.shape[0] < 2:
+    raise ValueError(f'need [N >= 2, D] features, got shape {features.shape}')
+  return Statistics(features.mean(axis=0), np.cov(features, rowvar=False))
+
+
+def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
+  """The symmetric square root of a symmetric positive semi-definite matrix."""
+  values, vectors = np.linalg.eigh(matrix)
+  return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def frechet_distance(a: Statistics, b: Statistics) -> float:
+  """Squared Frechet (2-Wasserstein) distance between N(a.mean, a.cov) and N(b.mean, b.cov)."""
+  root_a = _sqrt_psd(np.asarray(a.cov, np.float64))
+  middle = root_a @ np.asarray(b.cov, np.float64) @ root_a
+  # C_a C_b is similar to C_a^(1/2) C_b C_a^(1/2), which is symmetric PSD: same eigenvalues.
+  trace_sqrt = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)))
+  mean_term = np.sum((np.asarray(a.mean, np.float64) - np.asarray(b.mean, np.float64)) ** 2)
+  return float(mean_term + np.trace(a.cov) + np.trace(b.cov) - 2.0 * trace_sqrt)
+
+
+def classifier_score(probs) -> float:
+  """exp(E_x KL(p(y|x) || p(y))) for [N, K] class probabilities; p(y) is their mean over x.
+
+  Ranges from 1 (every image gets the same distribution) to K (each image is classified with
+  certainty and the classes are equally frequent).
+  """
+  probs = np.asarray(probs, np.float64)
+  marginal = probs.mean(axis=0, keepdims=True)
+  # xlogy keeps 0 log 0 = 0: classes an image gives no mass contribute nothing to its KL.
+  kl = np.sum(special.xlogy(probs, probs) - special.xlogy(probs, marginal), axis=1)
+  return float(np.exp(np.mean(kl)))
+
+
+class Classifier:
+  """A trained Flax classifier ending in a Dense layer, as (features, probabilities) of images.
+
+  Features are the input of the final Dense layer (the penultimate activations), captured with
+  `nn.intercept_methods`, so any such classifier works without a features method of its own.
+  """
+
+  def __init__(self, model: nn.Module, variables: Any, batch_size: int = 500):
+    self.model, self.variables, self.batch_size = model, variables, batch_size
+    self._apply = jax.jit(self._features_and_probs)
+
+  def _features_and_probs(self, variables, images):
+    dense_inputs = []
+
+    def record(next_fun, args, kwargs, context):
+      if isinstance(context.module, nn.Dense) and context.method_name == '__call__':
+        dense_inputs.append(args[0])
+      return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+      logits = self.model.apply(variables, images, train=False)
+    return dense_inputs[-1], jax.nn.softmax(logits, axis=-1)
+
+  def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N, H, W, C] in [0, 1] -> features [N, D], probabilities [N, K] (NumPy)."""
+    images = np.asarray(images, np.float32)
+    features, probs = [], []
+    for start in range(0, len(images), self.batch_size):
+      chunk = images[start:start + self.batch_size]
+      # Pad to one batch shape: a single compilation for every call.
+      padded = np.concatenate([chunk, np.zeros((self.batch_size - len(chunk), *chunk.shape[1:]),
+                                               np.float32)])
+      f, p = jax.device_get(self._apply(self.variables, padded))
+      features.append(f[:len(chunk)])
+      probs.append(p[:len(chunk)])
+    return np.concatenate(features), np.concatenate(probs)
+
+  def quality(self, images, reference: Statistics) -> dict[str, float]:
+    """Frechet distance of `images`' features to `reference`, and the classifier score."""
+    features, probs = self(images)
+    return {'frechet_distance': frechet_distance(feature_statistics(features), reference),
+            'classifier_score': classifier_score(probs)}
+
+
+def digits_classifier(workdir: str, data_dir: str | None = None) -> Classifier:
+  """The fixed digits classifier: `classify`'s digits_cnn preset, trained once, cached in `workdir`.
+
+  The first call trains it (about a minute on 2 CPU cores) with the project's loop; later calls
+  load the checkpoint.
+  """
+  # Imported here: the experiment pulls in the whole training stack, needed only to build the model
+  # and, once per workdir, to train it.
+  from experiments import classify
+  from experiments.configs import classify as classify_configs
+  from jaxpapers.train import checkpoint, devices, loop
+
+  config = classify_configs.get_config('digits_cnn')
+  config.data.data_dir = data_dir or ''
+  experiment = classify.Classify(config, devices.make_mesh())
+  checkpointer = checkpoint.Checkpointer(workdir)
+  finished = checkpointer.latest_step() == config.train.steps
+  checkpointer.close()
+  if not finished:
+    loop.train_and_evaluate(experiment, workdir)
+  params = checkpoint.load_params(workdir)
+  return Classifier(experiment.model, {'params': jax.tree.map(jnp.asarray, params)})
+
