@@ -24,13 +24,14 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxpapers.data import digits
+from jaxpapers.data import digits, shapes_captions
 from jaxpapers.errors import ConfigError, DatasetNotFoundError
 
 Example = dict[str, Any]
 # Dataset name -> builder class for datasets the project builds itself, without a network.
 OFFLINE_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     'sklearn_digits': digits.SklearnDigits,
+    **shapes_captions.BUILDERS,
 }
 
 
