@@ -36,10 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpapers.data import pipeline, text_corpus
+from jaxpapers.data import text_corpus
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import cli, optim
-from jaxpapers.train.loop import Experiment
+from jaxpapers.train.loop import InMemoryExperiment
 from jaxpapers.train.state import TrainState
 from jaxpapers.transformers import bert
 
@@ -75,7 +75,7 @@ class SentencePairs:
             'index': np.int32(index)}
 
 
-class BertMLM(Experiment):
+class BertMLM(InMemoryExperiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
@@ -89,9 +89,9 @@ class BertMLM(Experiment):
         dropout_rate=m.dropout_rate, attention_dropout_rate=m.dropout_rate)
     self.model = bert.BertForPreTraining(self.bert_config)
     train, held_out = text_corpus.load('train'), text_corpus.load('validation')
-    self._train = SentencePairs(train, d.segment, d.train_stride, d.seed)
+    self.train_source = SentencePairs(train, d.segment, d.train_stride, d.seed)
     held_out = SentencePairs(held_out, d.segment, d.segment, d.seed)
-    self._eval = [held_out[i] for i in range(d.eval_examples or len(held_out))]
+    self.eval_source = [held_out[i] for i in range(d.eval_examples or len(held_out))]
     self._most_frequent = int(np.argmax(np.bincount(train, minlength=256))) + BYTE_OFFSET
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
 
@@ -147,13 +147,6 @@ class BertMLM(Experiment):
         'nsp_accuracy': jnp.sum((jnp.argmax(nsp, -1) == batch['nsp_label']) * mask),
         'count': jnp.sum(mask),
     }
-
-  def train_data(self):
-    return pipeline.train_batches(self._train, global_batch_size=self.config.train.batch_size,
-                                  seed=self.config.seed)
-
-  def eval_data(self):
-    return pipeline.eval_batches(self._eval, global_batch_size=self.config.train.batch_size)
 
 
 if __name__ == '__main__':

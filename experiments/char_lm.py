@@ -37,15 +37,15 @@ import optax
 from absl import logging
 from etils import epath
 
-from jaxpapers.data import pipeline, text_corpus
+from jaxpapers.data import text_corpus
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import cli, optim
-from jaxpapers.train.loop import Experiment
+from jaxpapers.train.loop import InMemoryExperiment
 from jaxpapers.train.state import TrainState
 from jaxpapers.transformers import gpt
 
 
-class CharLM(Experiment):
+class CharLM(InMemoryExperiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
@@ -58,10 +58,10 @@ class CharLM(Experiment):
                          mlp_dim=4 * m.hidden_dim, pre_norm=True, scale_residual_init=True,
                          dropout_rate=m.dropout_rate, attention_dropout_rate=m.dropout_rate)
     train, held_out = text_corpus.load('train'), text_corpus.load('validation')
-    self._train = text_corpus.Windows(train, d.context + 1, d.train_stride)
+    self.train_source = text_corpus.Windows(train, d.context + 1, d.train_stride)
     held_out = text_corpus.Windows(held_out, d.context + 1, d.context)
     targets = np.stack([held_out[i]['tokens'] for i in range(d.eval_windows or len(held_out))])
-    self._eval = [{'tokens': t} for t in targets]
+    self.eval_source = [{'tokens': t} for t in targets]
     self._prompt = targets[0, :config.sample.prompt_length]
     # Per-window sums become per-byte and per-character means once the loop divides by the
     # number of windows.
@@ -108,13 +108,6 @@ class CharLM(Experiment):
       with (epath.Path(workdir) / 'samples.txt').open('a') as f:
         f.write(f'--- step {step} ---\n{text}\n')
     return dict(self._baselines)
-
-  def train_data(self):
-    return pipeline.train_batches(self._train, global_batch_size=self.config.train.batch_size,
-                                  seed=self.config.seed)
-
-  def eval_data(self):
-    return pipeline.eval_batches(self._eval, global_batch_size=self.config.train.batch_size)
 
 
 def _baseline_bits(train: np.ndarray, windows: np.ndarray, chars_per_window: float

@@ -17,7 +17,7 @@ import optax
 from jaxpapers import zoo
 from jaxpapers.errors import ConfigError
 from jaxpapers.data import augment, pipeline
-from jaxpapers.train import cli, devices, optim
+from jaxpapers.train import cli, optim
 from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 

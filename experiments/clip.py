@@ -161,13 +161,13 @@ class CLIPExperiment(Experiment):
 
   def train_data(self):
     train = self._splits['train']
-    rows = _Rows({'image': train['image'], 'tokens': train['tokens']})
+    rows = pipeline.ArrayRows({'image': train['image'], 'tokens': train['tokens']})
     return pipeline.train_batches(rows, global_batch_size=self.config.train.batch_size,
                                   seed=self.config.seed)
 
   def eval_data(self):
     validation = self._splits['validation']
-    rows = _Rows({'image': validation['image'], 'tokens': validation['tokens']})
+    rows = pipeline.ArrayRows({'image': validation['image'], 'tokens': validation['tokens']})
     return pipeline.eval_batches(rows, global_batch_size=self.config.train.batch_size)
 
   # Host-side evaluation.
@@ -246,19 +246,6 @@ class CLIPExperiment(Experiment):
     if jax.process_index() == 0:
       plot_training(workdir, os.path.join(workdir, 'clip_training.png'))
     return results
-
-
-class _Rows:
-  """Random access over equal-length arrays, one dict per example (a grain source)."""
-
-  def __init__(self, arrays: dict[str, np.ndarray]):
-    self._arrays = arrays
-
-  def __len__(self) -> int:
-    return len(next(iter(self._arrays.values())))
-
-  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    return {name: values[index] for name, values in self._arrays.items()}
 
 
 @functools.partial(jax.jit, static_argnames=('num_classes', 'steps'))

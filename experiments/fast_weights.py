@@ -33,27 +33,13 @@ from jaxpapers.data import associative_retrieval, pipeline
 from jaxpapers.errors import ConfigError
 from jaxpapers.recurrent import fast_weights
 from jaxpapers.train import cli, optim
-from jaxpapers.train.loop import Experiment
+from jaxpapers.train.loop import InMemoryExperiment
 from jaxpapers.train.state import TrainState
 
 EVAL_SPLITS = ('validation', 'test')
 
 
-class Rows:
-  """Random access over equal-length arrays, one dict of NumPy values per example (for grain)."""
-
-  def __init__(self, arrays: dict[str, np.ndarray]):
-    self._arrays = arrays
-    self._length = len(next(iter(arrays.values())))
-
-  def __len__(self) -> int:
-    return self._length
-
-  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    return {name: values[index] for name, values in self._arrays.items()}
-
-
-class FastWeightsRetrieval(Experiment):
+class FastWeightsRetrieval(InMemoryExperiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
@@ -69,9 +55,9 @@ class FastWeightsRetrieval(Experiment):
     sizes = {'train': d.train_size, 'validation': d.validation_size, 'test': d.test_size}
     splits = associative_retrieval.make_splits(d.seed, num_pairs=d.num_pairs, sizes=sizes)
     self._sequence_length = associative_retrieval.sequence_length(d.num_pairs)
-    self._train = Rows(splits['train'])
+    self.train_source = pipeline.ArrayRows(splits['train'])
     held_out = [splits[name] for name in EVAL_SPLITS]
-    self._eval = Rows({
+    self.eval_source = pipeline.ArrayRows({
         'tokens': np.concatenate([s['tokens'] for s in held_out]),
         'label': np.concatenate([s['label'] for s in held_out]),
         'test': np.concatenate([np.full(len(s['label']), name == 'test', np.float32)
@@ -108,13 +94,6 @@ class FastWeightsRetrieval(Experiment):
       sums[f'{name}_error'] = scale * jnp.sum(wrong * weight)
       sums[f'{name}_loss'] = scale * jnp.sum(loss * weight)
     return sums
-
-  def train_data(self):
-    return pipeline.train_batches(self._train, global_batch_size=self.config.train.batch_size,
-                                  seed=self.config.seed)
-
-  def eval_data(self):
-    return pipeline.eval_batches(self._eval, global_batch_size=self.config.train.batch_size)
 
 
 if __name__ == '__main__':

@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpapers.data import pipeline, sequence_tasks
+from jaxpapers.data import sequence_tasks
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import cli, optim
-from jaxpapers.train.loop import Experiment
+from jaxpapers.train.loop import InMemoryExperiment
 from jaxpapers.train.state import TrainState
 from jaxpapers.transformers import transformer
 
@@ -42,7 +42,7 @@ def _examples(split: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
           for s, t, ti in zip(split['source'], split['target'], target_in)]
 
 
-class Transduction(Experiment):
+class Transduction(InMemoryExperiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
@@ -60,7 +60,8 @@ class Transduction(Experiment):
     splits = sequence_tasks.make_splits(
         d.task, d.seed, {'train': d.train_size, 'validation': d.eval_size},
         num_symbols=d.num_symbols, min_len=d.min_len, max_len=d.max_len)
-    self._train, self._eval = _examples(splits['train']), _examples(splits['validation'])
+    self.train_source = _examples(splits['train'])
+    self.eval_source = _examples(splits['validation'])
     self._max_decode_len = d.max_len + 1
     # Token-level eval metrics are sums over tokens; the loop divides by the number of strings.
     self._tokens_per_string = float(np.mean(np.sum(splits['validation']['target'] != 0, axis=1)))
@@ -108,13 +109,6 @@ class Transduction(Experiment):
         'beam_accuracy': jnp.sum(jnp.all(beams[:, 0] == target, axis=1) * mask),
         'count': jnp.sum(mask),
     }
-
-  def train_data(self):
-    return pipeline.train_batches(self._train, global_batch_size=self.config.train.batch_size,
-                                  seed=self.config.seed)
-
-  def eval_data(self):
-    return pipeline.eval_batches(self._eval, global_batch_size=self.config.train.batch_size)
 
 
 if __name__ == '__main__':

@@ -74,6 +74,24 @@ def in_memory(source: Any, preprocess: Callable[[Example], Example] | None = Non
   return [preprocess(source[i]) if preprocess else dict(source[i]) for i in range(len(source))]
 
 
+
+class ArrayRows:
+  """Random access over equal-length arrays, one dict of their rows per example (a grain source)."""
+
+  def __init__(self, arrays: dict[str, np.ndarray]):
+    lengths = {name: len(values) for name, values in arrays.items()}
+    if len(set(lengths.values())) != 1:
+      raise ValueError(f'arrays of different lengths: {lengths}')
+    self._arrays = arrays
+    self._length = next(iter(lengths.values()))
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return {name: values[index] for name, values in self._arrays.items()}
+
+
 def train_batches(source: Any, *, global_batch_size: int, seed: int,
                   preprocess: Callable[[Example], Example] | None = None,
                   augment: Callable[[Example, np.random.Generator], Example] | None = None,

@@ -27,6 +27,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from jaxpapers.data import pipeline
 from jaxpapers.errors import NonFiniteLossError
 from jaxpapers.train import checkpoint as checkpoint_lib
 from jaxpapers.train import devices
@@ -72,6 +73,26 @@ class Experiment(abc.ABC):
     """Extra evaluation on the host after each eval (sample grids, zero-shot, ...); returns metrics."""
     del state, step, workdir
     return {}
+
+
+
+class InMemoryExperiment(Experiment):
+  """An experiment whose splits are random-access sources it builds itself (synthetic tasks,
+  corpora, generated sets): `__init__` sets `self.train_source` and `self.eval_source` (or leaves
+  the latter None). Shuffling, per-process slices, batching and the iterator position saved with
+  each checkpoint are then the shared pipeline's.
+  """
+  train_source: Any
+  eval_source: Any = None
+
+  def train_data(self) -> Any:
+    return pipeline.train_batches(self.train_source, global_batch_size=self.config.train.batch_size,
+                                  seed=self.config.seed)
+
+  def eval_data(self) -> Iterable[Batch] | None:
+    if self.eval_source is None:
+      return None
+    return pipeline.eval_batches(self.eval_source, global_batch_size=self.config.train.batch_size)
 
 
 def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpapers.diffusion import process, samplers, schedules
+from jaxpapers.diffusion import samplers, schedules
 
 T = 1000
 BETAS = schedules.linear_betas(T)
