@@ -3,6 +3,7 @@
 Presets:
   digits_cnn  the demo: LeNet-style convnet on the offline digits set (>= 95% test accuracy in ~1 min on CPU)
   digits_mlp  a one-hidden-layer MLP on the same data
+  digits_vit  a 4-layer ViT (2x2 patches) on the same data
   tiny        a few steps of the MLP, for tests
   cifar10_resnet20, cifar10_resnet56, cifar10_wrn_28_10
               the papers' CIFAR-10 recipes (TFDS `cifar10`, prepared in array_record), for a
@@ -36,6 +37,16 @@ def digits_mlp() -> ml_collections.ConfigDict:
   c = base()
   c.model = 'digits_mlp'
   c.data.random_crop_padding = 0
+  return c
+
+
+def digits_vit() -> ml_collections.ConfigDict:
+  """ViT (Dosovitskiy et al. 2020) from scratch on 1,437 images: no pre-training, so it leans on
+  augmentation and a longer run; AdamW with a linear warm-up and cosine decay as the paper."""
+  c = base()
+  c.model = 'digits_vit'
+  c.optim.update(learning_rate=1e-3, warmup_steps=200, weight_decay=0.05)
+  c.train.steps = 3000
   return c
 
 
@@ -82,7 +93,8 @@ def cifar10_wrn_28_10() -> ml_collections.ConfigDict:
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  return presets(preset, {'digits_cnn': base, 'digits_mlp': digits_mlp, 'tiny': tiny,
+  return presets(preset, {'digits_cnn': base, 'digits_mlp': digits_mlp, 'digits_vit': digits_vit,
+                          'tiny': tiny,
                           'cifar10_resnet20': lambda: cifar10('resnet20'),
                           'cifar10_resnet56': lambda: cifar10('resnet56'),
                           'cifar10_wrn_28_10': cifar10_wrn_28_10},

@@ -150,3 +150,12 @@ for _name, _size, _patch, _count in (('vit_b16', 'b', 16, 86_567_656),
                apply_kwargs={'train': False}, paper=_PAPER, reference_params=_count,
                reference_source=f'timm vit_{_TIMM_SIZES[_size]}_patch{_patch}_224, 1000 classes '
                                 '(closed form in the module docstring)')
+
+# A ViT for the offline 8x8 digits: 2x2 patches (16 tokens + class token), width 64, 4 layers.
+# 136,138 parameters: patch conv 2*2*64 + 64, class token 64, positions 17*64, per block
+# 2 LayerNorms 4*64 + attention 4*(64*64 + 64) + MLP (64*128 + 128) + (128*64 + 64), final
+# LayerNorm 128, head 64*10 + 10.
+zoo.register('digits_vit', functools.partial(ViT, num_classes=10, patch_size=2, hidden_dim=64,
+                                             num_layers=4, num_heads=4, mlp_dim=128),
+             inputs=zoo.image_input(8, 8, 1), apply_kwargs={'train': False}, paper=_PAPER,
+             reference_params=136_138, reference_source='closed form in the comment above')
