@@ -21,6 +21,7 @@ from absl import app, flags
 _BATCH = flags.DEFINE_integer('batch_size', 64, 'Global batch size.')
 _STEPS = flags.DEFINE_integer('steps', 300, 'Timed steps per repeat.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats; the best is reported.')
+_SEQ_LEN = flags.DEFINE_integer('seq_len', 128, 'Tokens per sequence (language models).')
 
 BENCHMARKS: dict[str, Callable[[], dict]] = {}
 
@@ -42,6 +43,21 @@ def steps_per_second(step: Callable[[], None], sync: Callable[[], None]) -> floa
     sync()
     best = min(best, time.perf_counter() - start)
   return _STEPS.value / best
+
+
+
+def torch_steps_per_second(step: Callable[[], None]) -> tuple[float, float]:
+  """PyTorch steps/s with its default threads and with one thread. With small operations on a busy
+  machine, torch's thread pool can stall on its own barriers, so both are timed and a benchmark
+  compares the faster."""
+  import torch
+  threads = torch.get_num_threads()
+  default = steps_per_second(step, lambda: None)
+  torch.set_num_threads(1)
+  try:
+    return default, steps_per_second(step, lambda: None)
+  finally:
+    torch.set_num_threads(threads)
 
 
 @benchmark
@@ -93,6 +109,658 @@ def digits_cnn() -> dict:
   return {'jax_steps_per_s': jax_rate, 'torch_steps_per_s': torch_rate,
           'jax_over_torch': jax_rate / torch_rate, 'torch_version': torch.__version__,
           'torch_threads': torch.get_num_threads()}
+
+
+@benchmark
+def fast_weights_cell() -> dict:
+  """Ba et al. 2016's associative-retrieval classifier with the fast-weights cell, R = 50, Adam.
+
+  JAX: the train step of experiments/fast_weights.py (`nn.RNN`, i.e. lax.scan over the 11 tokens).
+  PyTorch: the same cell (Eqs. 1, 2, 5: S = 1, layer norm) and classifier as a Python loop over
+  time, started from the JAX parameters; its logits are checked against JAX's before timing.
+  """
+  import jax
+  import numpy as np
+  import torch
+  from torch import nn
+
+  from experiments import fast_weights as experiment_lib
+  from experiments.configs import fast_weights as configs
+  from jaxpapers.data import associative_retrieval
+  from jaxpapers.recurrent import fast_weights
+  from jaxpapers.train import devices
+
+  batch_size = _BATCH.value
+  config = configs.get_config('fast_weights_r50')
+  m = config.model
+  data = associative_retrieval.generate(batch_size, np.random.default_rng(0))
+  experiment = experiment_lib.FastWeightsRetrieval(config, devices.make_mesh())
+  state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
+  params = jax.tree.map(np.asarray, state.params)
+  train_step = jax.jit(experiment.train_step, donate_argnums=0)
+  batch = jax.device_put(data)
+  holder = {'state': state}
+
+  def jax_step():
+    holder['state'], holder['metrics'] = train_step(holder['state'], batch)
+
+  jax_rate = steps_per_second(jax_step, lambda: jax.block_until_ready(holder['state']))
+
+  class Classifier(nn.Module):
+
+    def __init__(self):
+      super().__init__()
+      r = m.hidden_size
+      self.embed = nn.Embedding(associative_retrieval.VOCAB_SIZE, 100)
+      self.recurrent = nn.Linear(r, r, bias=False)  # W
+      self.input = nn.Linear(100, r, bias=False)  # C
+      self.norm = nn.LayerNorm(r, eps=1e-6)  # Flax's epsilon.
+      self.hidden = nn.Linear(r, 100)
+      self.logits = nn.Linear(100, associative_retrieval.NUM_CLASSES)
+
+    def forward(self, tokens):
+      x = self.embed(tokens)
+      h = x.new_zeros(x.shape[0], m.hidden_size)
+      fast = x.new_zeros(x.shape[0], m.hidden_size, m.hidden_size)  # A(0) = 0
+      for t in range(tokens.shape[1]):
+        boundary = self.recurrent(h) + self.input(x[:, t])
+        h_next = torch.relu(boundary)
+        for _ in range(m.inner_steps):
+          h_next = torch.relu(self.norm(boundary + torch.bmm(fast, h_next[:, :, None])[..., 0]))
+        fast = m.decay * fast + m.fast_lr * h_next[:, :, None] * h_next[:, None, :]
+        h = h_next
+      return self.logits(torch.relu(self.hidden(h)))
+
+  model = Classifier()
+  assert sum(p.numel() for p in model.parameters()) == fast_weights.num_params('fast_weights', 50)
+  with torch.no_grad():  # Flax kernels are [in, out]; torch weights [out, in].
+    for target, source in ((model.embed.weight, params['embed']['embedding']),
+                           (model.recurrent.weight, params['cell']['recurrent']['kernel'].T),
+                           (model.input.weight, params['cell']['input']['kernel'].T),
+                           (model.norm.weight, params['cell']['layer_norm']['scale']),
+                           (model.norm.bias, params['cell']['layer_norm']['bias']),
+                           (model.hidden.weight, params['hidden']['kernel'].T),
+                           (model.hidden.bias, params['hidden']['bias']),
+                           (model.logits.weight, params['logits']['kernel'].T),
+                           (model.logits.bias, params['logits']['bias'])):
+      target.copy_(torch.from_numpy(np.array(source)))
+  tokens = torch.from_numpy(data['tokens']).long()
+  labels = torch.from_numpy(data['label']).long()
+  with torch.no_grad():
+    np.testing.assert_allclose(model(tokens).numpy(),
+                               experiment.model.apply({'params': params}, data['tokens']),
+                               rtol=1e-3, atol=1e-4)
+  optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
+
+  def torch_step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(model(tokens), labels)
+    loss.backward()
+    optimizer.step()
+
+  threads = torch.get_num_threads()
+  torch_rate, torch_rate_1thread = torch_steps_per_second(torch_step)
+  return {'jax_steps_per_s': jax_rate, 'torch_steps_per_s': torch_rate,
+          'torch_1thread_steps_per_s': torch_rate_1thread,
+          'jax_over_torch': jax_rate / max(torch_rate, torch_rate_1thread),
+          'hidden_size': m.hidden_size, 'torch_version': torch.__version__,
+          'torch_threads': threads}
+
+
+@benchmark
+def ddpm_sampling() -> dict:
+  """DDPM ancestral sampling (Algorithm 2, sigma^2 = beta) with the digits U-Net of configs/ddpm.py.
+
+  JAX: `samplers.ancestral_sample`, one jitted `lax.scan` over the chain. PyTorch: the same U-Net
+  (same layers, names and parameter count; TF-style 'SAME' padding for the stride-2 convolution)
+  and the same update as a Python loop under `inference_mode`. Both start from the same random
+  weights (the zero-initialised layers perturbed, so every layer matters) and their outputs are
+  compared before timing. `--steps` network evaluations of `--batch_size` images are timed and
+  scaled to images per second of the 1000-step chain. PyTorch runs with denormals flushed to zero,
+  as XLA does on CPU.
+  """
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import torch
+  from flax import traverse_util
+  from torch import nn
+  from torch.nn import functional as F
+
+  from experiments import ddpm
+  from experiments.configs import ddpm as configs
+  from jaxpapers import zoo
+  from jaxpapers.diffusion import samplers, unet
+
+  config = configs.get_config('digits')
+  m, num_timesteps = config.model, config.diffusion.num_timesteps
+  model = unet.UNet(**m)
+  batch_size, chain = _BATCH.value, min(_STEPS.value, num_timesteps)
+  rng = np.random.default_rng(0)
+  shape = (batch_size, 8, 8, 1)
+  params = model.init(jax.random.key(0), jnp.zeros(shape), jnp.zeros((batch_size,), jnp.int32),
+                      train=False)['params']
+  params = jax.tree.map(lambda p: np.array(p + 0.05 * rng.standard_normal(p.shape), np.float32),
+                        params)
+  schedule = samplers.respaced_schedule(ddpm.make_betas(config),
+                                        samplers.evenly_spaced_timesteps(num_timesteps, chain))
+  x_T = rng.standard_normal(shape).astype(np.float32)
+
+  def eps_fn(x, t):
+    return model.apply({'params': params}, x, t, train=False)
+
+  sample = jax.jit(lambda x, key: samplers.ancestral_sample(
+      eps_fn, schedule, x, key, variance='fixed_large', clip_denoised=True))
+
+  def best_of(run) -> float:
+    run()  # warm-up, compilation included
+    best = float('inf')
+    for _ in range(_REPEATS.value):
+      start = time.perf_counter()
+      run()
+      best = min(best, time.perf_counter() - start)
+    return best
+
+  jax_s = best_of(lambda: jax.block_until_ready(sample(x_T, jax.random.key(1))))
+
+  def group_norm(c):
+    return nn.GroupNorm(m.num_groups, c, eps=1e-6)
+
+  class ResnetBlock(nn.Module):
+
+    def __init__(self, in_ch, out_ch):
+      super().__init__()
+      self.norm1, self.conv1 = group_norm(in_ch), nn.Conv2d(in_ch, out_ch, 3, padding=1)
+      self.temb_proj = nn.Linear(4 * m.ch, out_ch)
+      self.norm2, self.conv2 = group_norm(out_ch), nn.Conv2d(out_ch, out_ch, 3, padding=1)
+      self.nin_shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else None
+
+    def forward(self, x, temb):
+      h = self.conv1(F.silu(self.norm1(x))) + self.temb_proj(F.silu(temb))[:, :, None, None]
+      h = self.conv2(F.silu(self.norm2(h)))  # dropout is off when sampling
+      return (x if self.nin_shortcut is None else self.nin_shortcut(x)) + h
+
+  class AttnBlock(nn.Module):
+
+    def __init__(self, c):
+      super().__init__()
+      self.norm = group_norm(c)
+      self.q, self.k, self.v, self.proj_out = (nn.Linear(c, c) for _ in range(4))
+
+    def forward(self, x):
+      b, c, height, width = x.shape
+      d = c // m.num_heads
+      h = self.norm(x).flatten(2).transpose(1, 2)  # [B, HW, C]
+      q, k, v = (layer(h).reshape(b, -1, m.num_heads, d).transpose(1, 2)
+                 for layer in (self.q, self.k, self.v))
+      h = (torch.softmax(q @ k.transpose(2, 3) * d ** -0.5, dim=-1) @ v).transpose(1, 2)
+      return x + self.proj_out(h.reshape(b, height * width, c)).transpose(1, 2).reshape(x.shape)
+
+  class TorchUNet(nn.Module):
+    """The Flax UNet's layers under the Flax names, so its parameters load one to one."""
+
+    def __init__(self, resolution):
+      super().__init__()
+      layers, skips, c = {}, [m.ch], m.ch
+      layers['temb_dense0'], layers['temb_dense1'] = nn.Linear(m.ch, 4 * m.ch), nn.Linear(
+          4 * m.ch, 4 * m.ch)
+      layers['conv_in'] = nn.Conv2d(1, m.ch, 3, padding=1)
+      for level, mult in enumerate(m.ch_mult):
+        for i in range(m.num_res_blocks):
+          layers[f'down_{level}_block_{i}'], c = ResnetBlock(c, m.ch * mult), m.ch * mult
+          if resolution in m.attn_resolutions:
+            layers[f'down_{level}_attn_{i}'] = AttnBlock(c)
+          skips.append(c)
+        if level != len(m.ch_mult) - 1:
+          layers[f'down_{level}_downsample'] = nn.Conv2d(c, c, 3, stride=2)
+          skips.append(c)
+          resolution //= 2
+      layers['mid_block_1'], layers['mid_attn_1'] = ResnetBlock(c, c), AttnBlock(c)
+      layers['mid_block_2'] = ResnetBlock(c, c)
+      for level, mult in reversed(list(enumerate(m.ch_mult))):
+        for i in range(m.num_res_blocks + 1):
+          layers[f'up_{level}_block_{i}'] = ResnetBlock(c + skips.pop(), m.ch * mult)
+          c = m.ch * mult
+          if resolution in m.attn_resolutions:
+            layers[f'up_{level}_attn_{i}'] = AttnBlock(c)
+        if level:
+          layers[f'up_{level}_upsample'] = nn.Conv2d(c, c, 3, padding=1)
+          resolution *= 2
+      layers['norm_out'], layers['conv_out'] = group_norm(c), nn.Conv2d(c, 1, 3, padding=1)
+      self.layers = nn.ModuleDict(layers)
+
+    def forward(self, x, t):
+      layers = self.layers
+      half = m.ch // 2
+      freqs = torch.exp(-np.log(10000.0) / (half - 1) * torch.arange(half, dtype=torch.float32))
+      args = t.float()[:, None] * freqs[None]
+      temb = layers['temb_dense0'](torch.cat([torch.sin(args), torch.cos(args)], dim=1))
+      temb = layers['temb_dense1'](F.silu(temb))
+      hs = [layers['conv_in'](x)]
+      for level in range(len(m.ch_mult)):
+        for i in range(m.num_res_blocks):
+          h = layers[f'down_{level}_block_{i}'](hs[-1], temb)
+          if f'down_{level}_attn_{i}' in layers:
+            h = layers[f'down_{level}_attn_{i}'](h)
+          hs.append(h)
+        if level != len(m.ch_mult) - 1:  # 'SAME' at stride 2 pads only after (TF semantics).
+          hs.append(layers[f'down_{level}_downsample'](F.pad(hs[-1], (0, 1, 0, 1))))
+      h = layers['mid_block_2'](layers['mid_attn_1'](layers['mid_block_1'](hs[-1], temb)), temb)
+      for level in reversed(range(len(m.ch_mult))):
+        for i in range(m.num_res_blocks + 1):
+          h = layers[f'up_{level}_block_{i}'](torch.cat([h, hs.pop()], dim=1), temb)
+          if f'up_{level}_attn_{i}' in layers:
+            h = layers[f'up_{level}_attn_{i}'](h)
+        if level:
+          h = layers[f'up_{level}_upsample'](F.interpolate(h, scale_factor=2, mode='nearest'))
+      return layers['conv_out'](F.silu(layers['norm_out'](h)))
+
+  net = TorchUNet(resolution=8).eval()
+  assert sum(p.numel() for p in net.parameters()) == zoo.num_params(params)
+  state = {}
+  for name, value in traverse_util.flatten_dict(params, sep='.').items():
+    key = 'layers.' + name.replace('.kernel', '.weight').replace('.scale', '.weight')
+    value = torch.from_numpy(value)
+    # Flax kernels: conv [kh, kw, in, out], dense [in, out]; torch: [out, in, kh, kw], [out, in].
+    value = value.permute(3, 2, 0, 1) if value.ndim == 4 else value.T if value.ndim == 2 else value
+    state[key] = value.reshape(net.state_dict()[key].shape)  # 1x1 convolutions from dense kernels
+  net.load_state_dict(state)  # strict: every parameter of either side has its counterpart
+  t_check = rng.integers(0, num_timesteps, batch_size)
+  with torch.inference_mode():
+    ours = net(torch.from_numpy(x_T).permute(0, 3, 1, 2), torch.from_numpy(t_check))
+  np.testing.assert_allclose(ours.permute(0, 2, 3, 1).numpy(),
+                             eps_fn(x_T, jnp.asarray(t_check, jnp.int32)), rtol=1e-3, atol=1e-3)
+
+  c = {k: torch.from_numpy(np.asarray(v)) for k, v in schedule.coefs.items()}
+  steps = np.asarray(schedule.model_t)
+  log_var = np.log(np.append(np.asarray(c['posterior_variance'])[1], np.asarray(c['betas'])[1:]))
+
+  @torch.inference_mode()
+  def torch_chain():
+    x = torch.from_numpy(x_T).permute(0, 3, 1, 2)
+    for s in range(chain - 1, -1, -1):
+      eps = net(x, torch.full((batch_size,), int(steps[s])))
+      x0 = (c['sqrt_recip_alphas_cumprod'][s] * x
+            - c['sqrt_recipm1_alphas_cumprod'][s] * eps).clamp(-1.0, 1.0)
+      x = c['posterior_mean_coef1'][s] * x0 + c['posterior_mean_coef2'][s] * x
+      if s > 0:
+        x = x + float(np.exp(0.5 * log_var[s])) * torch.randn_like(x)
+    return x
+
+  # XLA's CPU code flushes denormal floats to zero; torch computes them, and the sampler's
+  # softmaxes and late steps produce many (10x to 60x slower here). Time both in the same mode.
+  torch.set_flush_denormal(True)
+  torch_s = best_of(torch_chain)
+  torch.set_flush_denormal(False)
+  scale = num_timesteps / chain  # seconds of the timed steps -> seconds of the 1000-step chain
+  jax_rate, torch_rate = batch_size / (jax_s * scale), batch_size / (torch_s * scale)
+  return {'jax_images_per_s': jax_rate, 'torch_images_per_s': torch_rate,
+          'jax_over_torch': jax_rate / torch_rate, 'timed_steps': chain,
+          'chain_steps': num_timesteps, 'params': zoo.num_params(params),
+          'torch_version': torch.__version__, 'torch_threads': torch.get_num_threads()}
+
+
+@benchmark
+def clip_step() -> dict:
+  """CLIP's training step (image-text pairs per second) at the shapes_vit preset of
+  experiments/configs/clip.py: a 4-layer ViT image tower and a 4-layer text transformer, width 128.
+
+  JAX: the experiment's train step (symmetric contrastive loss over the batch through the shard_map
+  all-gather, AdamW with beta2 0.98, eps 1e-6, decay off gains and biases, the log-scale clip).
+  PyTorch: the same towers written with `nn.MultiheadAttention` (QuickGELU, ln_pre, causal text
+  mask, end-of-text feature, bias-free projections), the same loss and AdamW parameter groups,
+  started from the JAX parameters: the parameter counts must match and the losses agree before
+  timing. The learning-rate schedule is left out on the PyTorch side (it does not change the
+  work of a step).
+  """
+  import math
+  import tempfile
+
+  import jax
+  import numpy as np
+  import torch
+  from torch import nn
+
+  from experiments import clip as experiment_lib
+  from experiments.configs import clip as configs
+  from jaxpapers import zoo
+  from jaxpapers.contrastive import clip
+  from jaxpapers.train import devices
+
+  batch_size = _BATCH.value
+  config = configs.get_config('shapes_vit')
+  # The step needs no data: build the experiment over the tiny set, the model is the preset's.
+  config.data.update(name='shapes_captions_tiny', data_dir=tempfile.mkdtemp())
+  experiment = experiment_lib.CLIPExperiment(config, devices.make_mesh())
+  m = config.model
+  rng = np.random.default_rng(0)
+  train = experiment._splits['train']
+  rows = rng.integers(len(train['image']), size=batch_size)
+  images, tokens = train['image'][rows], train['tokens'][rows]
+  state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
+  params = jax.tree.map(np.asarray, state.params)
+  train_step = jax.jit(experiment.train_step, donate_argnums=0)
+  batch = jax.device_put({'image': images, 'tokens': tokens})
+  holder = {'state': state}
+
+  def jax_step():
+    holder['state'], holder['metrics'] = train_step(holder['state'], batch)
+
+  jax_rate = steps_per_second(jax_step, lambda: jax.block_until_ready(holder['state']))
+
+  class QuickGELU(nn.Module):
+    def forward(self, x):
+      return x * torch.sigmoid(1.702 * x)
+
+  class Block(nn.Module):
+    def __init__(self, width, heads):
+      super().__init__()
+      self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
+      self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+      self.mlp = nn.Sequential(nn.Linear(width, 4 * width), QuickGELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x, mask):
+      h = self.ln_1(x)
+      x = x + self.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+      return x + self.mlp(self.ln_2(x))
+
+  class TorchCLIP(nn.Module):
+    def __init__(self, grid, vocab_size):
+      super().__init__()
+      w, t, p = m.vision_width, m.text_width, m.vision_patch_size
+      self.conv1 = nn.Conv2d(3, w, p, stride=p, bias=False)
+      self.class_embedding = nn.Parameter(torch.zeros(w))
+      self.visual_positions = nn.Parameter(torch.zeros(grid + 1, w))
+      self.ln_pre, self.ln_post = nn.LayerNorm(w), nn.LayerNorm(w)
+      self.visual_blocks = nn.ModuleList(Block(w, m.vision_heads) for _ in range(m.vision_layers))
+      self.proj = nn.Parameter(torch.zeros(w, m.embed_dim))
+      self.token_embedding = nn.Embedding(vocab_size, t)
+      self.text_positions = nn.Parameter(torch.zeros(m.context_length, t))
+      self.text_blocks = nn.ModuleList(Block(t, m.text_heads) for _ in range(m.text_layers))
+      self.ln_final = nn.LayerNorm(t)
+      self.text_projection = nn.Parameter(torch.zeros(t, m.embed_dim))
+      self.logit_scale = nn.Parameter(torch.tensor(0.0))
+      causal = torch.full((m.context_length, m.context_length), float('-inf')).triu(1)
+      self.register_buffer('causal', causal)
+
+    def forward(self, images, tokens):
+      x = self.conv1(images).flatten(2).transpose(1, 2)  # [B, patches (raster order), w]
+      x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], dim=1)
+      x = self.ln_pre(x + self.visual_positions)
+      for block in self.visual_blocks:
+        x = block(x, None)
+      image = self.ln_post(x[:, 0]) @ self.proj
+      x = self.token_embedding(tokens) + self.text_positions
+      for block in self.text_blocks:
+        x = block(x, self.causal)
+      x = self.ln_final(x)[torch.arange(x.shape[0]), tokens.argmax(dim=-1)]
+      return image, x @ self.text_projection, self.logit_scale
+
+  def load(model):
+    """Copies the JAX parameters in: kernels transposed, query/key/value fused as PyTorch's."""
+    def t(x):
+      return torch.from_numpy(np.ascontiguousarray(x))
+
+    def block(module, p):
+      a = p['attn']
+      module.attn.in_proj_weight.data = t(np.concatenate([a[k]['kernel'].T for k in ('query', 'key', 'value')]))
+      module.attn.in_proj_bias.data = t(np.concatenate([a[k]['bias'] for k in ('query', 'key', 'value')]))
+      module.attn.out_proj.weight.data, module.attn.out_proj.bias.data = t(a['out']['kernel'].T), t(a['out']['bias'])
+      for ln in ('ln_1', 'ln_2'):
+        getattr(module, ln).weight.data, getattr(module, ln).bias.data = t(p[ln]['scale']), t(p[ln]['bias'])
+      for i, name in ((0, 'c_fc'), (2, 'c_proj')):
+        module.mlp[i].weight.data = t(p['mlp'][name]['kernel'].T)
+        module.mlp[i].bias.data = t(p['mlp'][name]['bias'])
+
+    def norm(module, p):
+      module.weight.data, module.bias.data = t(p['scale']), t(p['bias'])
+
+    v, x = params['visual'], params['text']
+    model.conv1.weight.data = t(v['conv1']['kernel'].transpose(3, 2, 0, 1))
+    model.class_embedding.data, model.visual_positions.data = t(v['class_embedding']), t(v['positional_embedding'])
+    norm(model.ln_pre, v['ln_pre'])
+    norm(model.ln_post, v['ln_post'])
+    model.proj.data = t(v['proj'])
+    for i, module in enumerate(model.visual_blocks):
+      block(module, v['transformer'][f'resblocks_{i}'])
+    model.token_embedding.weight.data = t(x['token_embedding']['embedding'])
+    model.text_positions.data = t(x['positional_embedding'])
+    for i, module in enumerate(model.text_blocks):
+      block(module, x['transformer'][f'resblocks_{i}'])
+    norm(model.ln_final, x['ln_final'])
+    model.text_projection.data = t(x['text_projection'])
+    model.logit_scale.data = t(params['logit_scale'])
+
+  def torch_loss(image, text, log_scale):
+    image = image / image.norm(dim=-1, keepdim=True)
+    text = text / text.norm(dim=-1, keepdim=True)
+    logits = torch.clamp(log_scale.exp(), max=clip.MAX_LOGIT_SCALE) * image @ text.T
+    labels = torch.arange(len(logits))
+    return (nn.functional.cross_entropy(logits, labels) + nn.functional.cross_entropy(logits.T, labels)) / 2
+
+  grid = (images.shape[1] // m.vision_patch_size) * (images.shape[2] // m.vision_patch_size)
+  model = TorchCLIP(grid, experiment.tokenizer.vocab_size)
+  load(model)
+  count = sum(p.numel() for p in model.parameters())
+  assert count == zoo.num_params(params), (count, zoo.num_params(params))
+  x = torch.from_numpy(np.asarray(experiment_lib.normalize_images(images))).permute(0, 3, 1, 2).contiguous()
+  y = torch.from_numpy(tokens).long()
+  reference = clip.clip_loss(*experiment.model.apply({'params': params}, np.asarray(
+      experiment_lib.normalize_images(images)), tokens))
+  with torch.no_grad():
+    np.testing.assert_allclose(float(torch_loss(*model(x, y))), float(reference), rtol=1e-4)
+  o = config.optim
+  decay = [p for p in model.parameters() if p.ndim > 1]
+  no_decay = [p for p in model.parameters() if p.ndim <= 1]
+  optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': o.weight_decay},
+                                 {'params': no_decay, 'weight_decay': 0.0}],
+                                lr=o.learning_rate, betas=(o.b1, o.b2), eps=o.eps)
+
+  def torch_step():
+    optimizer.zero_grad(set_to_none=True)
+    torch_loss(*model(x, y)).backward()
+    optimizer.step()
+    with torch.no_grad():
+      model.logit_scale.clamp_(max=math.log(clip.MAX_LOGIT_SCALE))
+
+  torch_rate = steps_per_second(torch_step, lambda: None)
+  return {'jax_pairs_per_s': jax_rate * batch_size, 'torch_pairs_per_s': torch_rate * batch_size,
+          'jax_over_torch': jax_rate / torch_rate, 'params': count,
+          'torch_version': torch.__version__, 'torch_threads': torch.get_num_threads()}
+
+
+@benchmark
+def resnet20() -> dict:
+  """ResNet-20 for CIFAR-10 (He et al. 2015, arXiv:1512.03385, sec. 4.2), SGD momentum, 32x32x3.
+
+  JAX: the train step of experiments/classify.py with the `cifar10_resnet20` preset (SGD, momentum
+  0.9, weight decay 1e-4 on kernels), its on-device crops and flips switched off so both sides do
+  the same work; the experiment is built on TFDS mock data (CIFAR-10 is not needed: the timed
+  batch is random). PyTorch: the same network (option-A shortcuts: subsample and append zero
+  channels; BN after every convolution; 269,722 parameters on both sides), loaded with the JAX
+  parameters; the training-mode logits of both are compared before timing. The PyTorch optimiser
+  decays the same parameters (kernels, not BN gains or biases). PyTorch is timed with its default
+  threads and with one; the faster is compared. Use --batch_size=128 (the paper's).
+  """
+  import jax
+  import numpy as np
+  import tensorflow_datasets as tfds
+  import torch
+  from torch import nn
+  from torch.nn import functional as F
+
+  from experiments import classify
+  from experiments.configs import classify as configs
+  from jaxpapers import zoo
+  from jaxpapers.train import devices
+
+  batch_size = _BATCH.value
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(batch_size, 32, 32, 3)).astype(np.float32)
+  labels = rng.integers(0, 10, size=batch_size).astype(np.int32)
+
+  config = configs.get_config('cifar10_resnet20')
+  config.data.update(random_crop_padding=0, random_flip=False)
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE):
+    experiment = classify.Classify(config, devices.make_mesh())
+  state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
+  params = jax.tree.map(np.array, state.params)  # writable, for torch
+  train_step = jax.jit(experiment.train_step, donate_argnums=0)
+  batch = jax.device_put({'image': images, 'label': labels})
+  holder = {'state': state}
+
+  def jax_step():
+    holder['state'], holder['metrics'] = train_step(holder['state'], batch)
+
+  class BasicBlock(nn.Module):
+
+    def __init__(self, in_planes, planes, stride):
+      super().__init__()
+      self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+      self.bn1 = nn.BatchNorm2d(planes)
+      self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+      self.bn2 = nn.BatchNorm2d(planes)
+      self.stride, self.extra = stride, planes - in_planes
+
+    def forward(self, x):
+      y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+      shortcut = x[:, :, ::self.stride, ::self.stride]
+      if self.extra:  # option A: zero channels appended after the identity ones, as the JAX model
+        shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, self.extra))
+      return F.relu(y + shortcut)
+
+  class CifarResNet20(nn.Module):
+
+    def __init__(self):
+      super().__init__()
+      self.conv1, self.bn1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)
+      blocks, in_planes = [], 16
+      for stage, planes in enumerate((16, 32, 64)):
+        for index in range(3):
+          blocks.append(BasicBlock(in_planes, planes, 2 if stage and not index else 1))
+          in_planes = planes
+      self.blocks = nn.Sequential(*blocks)
+      self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+      x = self.blocks(F.relu(self.bn1(self.conv1(x))))
+      return self.fc(x.mean(dim=(2, 3)))
+
+  model = CifarResNet20().train()
+  count = sum(p.numel() for p in model.parameters())
+  assert count == zoo.num_params(params) == 269_722, (count, zoo.num_params(params))
+  # Flax names, in order: conv1, bn1, layer{s}_{b}/{conv1,bn1,conv2,bn2}, fc.
+  flax_modules = [params['conv1'], params['bn1']] + [
+      params[f'layer{s}_{b}'][name] for s in (1, 2, 3) for b in range(3)
+      for name in ('conv1', 'bn1', 'conv2', 'bn2')] + [params['fc']]
+  torch_modules = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d,
+                                                                nn.Linear))]
+  with torch.no_grad():
+    for target, source in zip(torch_modules, flax_modules, strict=True):
+      if isinstance(target, nn.Conv2d):  # flax [kh, kw, in, out] -> torch [out, in, kh, kw]
+        target.weight.copy_(torch.from_numpy(source['kernel'].transpose(3, 2, 0, 1).copy()))
+      elif isinstance(target, nn.BatchNorm2d):
+        target.weight.copy_(torch.from_numpy(source['scale']))
+        target.bias.copy_(torch.from_numpy(source['bias']))
+      else:
+        target.weight.copy_(torch.from_numpy(source['kernel'].T.copy()))
+        target.bias.copy_(torch.from_numpy(source['bias']))
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(labels).long()
+    jax_logits, _ = experiment.model.apply({'params': params, **state.model_state}, images,
+                                           train=True, mutable=['batch_stats'])
+    np.testing.assert_allclose(model(x).numpy(), jax_logits, rtol=1e-3, atol=1e-3)
+
+  jax_rate = steps_per_second(jax_step, lambda: jax.block_until_ready(holder['state']))
+
+  o = config.optim
+  decayed = [p for p in model.parameters() if p.ndim > 1]
+  others = [p for p in model.parameters() if p.ndim <= 1]
+  optimizer = torch.optim.SGD([{'params': decayed, 'weight_decay': o.weight_decay},
+                               {'params': others, 'weight_decay': 0.0}],
+                              lr=o.learning_rate, momentum=o.momentum, nesterov=o.nesterov)
+
+  def torch_step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+
+  threads = torch.get_num_threads()
+  torch_rate, torch_rate_1thread = torch_steps_per_second(torch_step)
+  return {'jax_steps_per_s': jax_rate, 'torch_steps_per_s': torch_rate,
+          'torch_1thread_steps_per_s': torch_rate_1thread,
+          'jax_over_torch': jax_rate / max(torch_rate, torch_rate_1thread), 'params': count,
+          'torch_version': torch.__version__, 'torch_threads': threads}
+
+
+@benchmark
+def gpt2_small() -> dict:
+  """GPT-2 small (124,439,808 parameters), one AdamW step on `--batch_size` sequences of
+  `--seq_len` tokens, dropout off on both sides.
+
+  JAX: `jaxpapers.transformers.gpt` under jit, loss on the next tokens. PyTorch: Hugging Face's
+  `GPT2LMHeadModel` from the same configuration (the model the converters are tested against),
+  eager mode with its default attention. Both start from the same weights (converted with
+  `hf_convert.gpt2_params`) and their logits are compared before timing. Reported as tokens/s.
+  """
+  import jax
+  import numpy as np
+  import optax
+  import torch
+  import transformers
+
+  from jaxpapers import zoo
+  from jaxpapers.transformers import hf_convert
+
+  batch_size, seq_len = _BATCH.value, _SEQ_LEN.value
+  config = transformers.GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+  torch.manual_seed(0)
+  hf = transformers.GPT2LMHeadModel(config)
+  model = hf_convert.gpt2_model(config)
+  params = hf_convert.gpt2_params(hf.state_dict())
+  assert zoo.num_params(params) == zoo.count_params('gpt2_small') == 124_439_808
+  tokens = np.random.default_rng(0).integers(0, config.vocab_size, (batch_size, seq_len + 1))
+  inputs, targets = tokens[:, :-1].astype(np.int32), tokens[:, 1:].astype(np.int32)
+  with torch.no_grad():
+    np.testing.assert_allclose(jax.jit(model.apply)({'params': params}, inputs[:1, :16]),
+                               hf(torch.from_numpy(inputs[:1, :16]).long()).logits.numpy(),
+                               rtol=1e-3, atol=1e-3)
+
+  tx = optax.adamw(1e-4, weight_decay=0.01)
+
+  def loss_fn(params, inputs, targets):
+    logits = model.apply({'params': params}, inputs)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+
+  def train_step(params, opt_state, inputs, targets):
+    grads = jax.grad(loss_fn)(params, inputs, targets)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  train_step = jax.jit(train_step, donate_argnums=(0, 1))
+  holder = {'state': (jax.device_put(params), jax.jit(tx.init)(params))}
+  batch = jax.device_put((inputs, targets))
+
+  def jax_step():
+    holder['state'] = train_step(*holder['state'], *batch)
+
+  jax_rate = steps_per_second(jax_step, lambda: jax.block_until_ready(holder['state']))
+  optimizer = torch.optim.AdamW(hf.parameters(), lr=1e-4, weight_decay=0.01)
+  x, y = torch.from_numpy(inputs).long(), torch.from_numpy(targets).long()
+
+  def torch_step():
+    optimizer.zero_grad(set_to_none=True)
+    logits = hf(x).logits
+    torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)).backward()
+    optimizer.step()
+
+  torch_rate = steps_per_second(torch_step, lambda: None)
+  tokens_per_step = batch_size * seq_len
+  return {'jax_tokens_per_s': jax_rate * tokens_per_step,
+          'torch_tokens_per_s': torch_rate * tokens_per_step, 'jax_over_torch': jax_rate / torch_rate,
+          'seq_len': seq_len, 'torch_version': torch.__version__,
+          'transformers_version': transformers.__version__, 'torch_threads': torch.get_num_threads()}
 
 
 def main(argv):
