@@ -1,7 +1,9 @@
 """Optimisers and learning-rate schedules built from a config, shared by every experiment.
 
 config fields: name (sgd | momentum | adam | adamw), learning_rate, schedule (constant | cosine |
-warmup_rsqrt), warmup_steps, weight_decay, momentum, b1, b2, eps, grad_clip_norm (0 = off).
+warmup_rsqrt | step), warmup_steps, weight_decay, momentum, b1, b2, eps, grad_clip_norm (0 = off);
+for `step`, decay_boundaries (steps at which the rate is multiplied by decay_factor, the classic
+convnet recipes: ResNet divides by 10 at 32k and 48k iterations).
 Weight decay is decoupled (Loshchilov & Hutter 2019, arXiv:1711.05101) and, as in CLIP and most
 modern recipes, not applied to biases and normalisation gains: only to parameters with 2+ dimensions.
 """
@@ -17,14 +19,23 @@ import optax
 from jaxpapers.errors import ConfigError
 
 OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adamw')
-SCHEDULES = ('constant', 'cosine', 'warmup_rsqrt')
+SCHEDULES = ('constant', 'cosine', 'warmup_rsqrt', 'step')
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
   lr, warmup = config.learning_rate, config.get('warmup_steps', 0)
-  if config.schedule == 'constant':
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)],
-                                [warmup]) if warmup else optax.constant_schedule(lr)
+  if config.schedule in ('constant', 'step'):
+    if config.schedule == 'constant':
+      after_warmup = optax.constant_schedule(lr)
+    else:
+      boundaries = tuple(config.get('decay_boundaries') or ())
+      if not boundaries or sorted(boundaries) != list(boundaries):
+        raise ConfigError('config.optim.schedule=step needs increasing config.optim.decay_boundaries '
+                          f'(steps), got {boundaries!r}')
+      after_warmup = optax.piecewise_constant_schedule(
+          lr, {boundary - warmup: config.decay_factor for boundary in boundaries})
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), after_warmup],
+                                [warmup]) if warmup else after_warmup
   if config.schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1))
   if config.schedule == 'warmup_rsqrt':
