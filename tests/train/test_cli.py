@@ -24,9 +24,7 @@ def command(workdir, *overrides, config=CONFIG):
 def env(devices=None):
   environment = dict(os.environ)
   if devices is not None:  # A process with its own number of simulated CPU devices.
-    environment['XLA_FLAGS'] = ' '.join(
-        flag for flag in environment.get('XLA_FLAGS', '').split()
-        if not flag.startswith('--xla_force_host_platform_device_count'))
+    environment.pop('XLA_FLAGS', None)
     environment['JAX_NUM_CPU_DEVICES'] = str(devices)
   return environment
 
