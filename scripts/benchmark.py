@@ -46,6 +46,19 @@ def steps_per_second(step: Callable[[], None], sync: Callable[[], None]) -> floa
 
 
 
+def experiment_steps_per_second(experiment, state, batch: dict) -> float:
+  """Steps/s of `experiment.train_step` under jit, its state donated, on one batch on the device."""
+  import jax
+  train_step = jax.jit(experiment.train_step, donate_argnums=0)
+  batch = jax.device_put(batch)
+  holder = {'state': state}
+
+  def step():
+    holder['state'], _ = train_step(holder['state'], batch)
+
+  return steps_per_second(step, lambda: jax.block_until_ready(holder['state']))
+
+
 def torch_steps_per_second(step: Callable[[], None]) -> tuple[float, float]:
   """PyTorch steps/s with its default threads and with one thread. With small operations on a busy
   machine, torch's thread pool can stall on its own barriers, so both are timed and a benchmark
@@ -80,14 +93,7 @@ def digits_cnn() -> dict:
   config = configs.get_config('digits_cnn')
   experiment = classify.Classify(config, devices.make_mesh())
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
-  train_step = jax.jit(experiment.train_step, donate_argnums=0)
-  batch = jax.device_put({'image': images, 'label': labels})
-  holder = {'state': state}
-
-  def jax_step():
-    holder['state'], holder['metrics'] = train_step(holder['state'], batch)
-
-  jax_rate = steps_per_second(jax_step, lambda: jax.block_until_ready(holder['state']))
+  jax_rate = experiment_steps_per_second(experiment, state, {'image': images, 'label': labels})
 
   model = nn.Sequential(
       nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -137,14 +143,7 @@ def fast_weights_cell() -> dict:
   experiment = experiment_lib.FastWeightsRetrieval(config, devices.make_mesh())
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   params = jax.tree.map(np.asarray, state.params)
-  train_step = jax.jit(experiment.train_step, donate_argnums=0)
-  batch = jax.device_put(data)
-  holder = {'state': state}
-
-  def jax_step():
-    holder['state'], holder['metrics'] = train_step(holder['state'], batch)
-
-  jax_rate = steps_per_second(jax_step, lambda: jax.block_until_ready(holder['state']))
+  jax_rate = experiment_steps_per_second(experiment, state, data)
 
   class Classifier(nn.Module):
 
@@ -439,14 +438,7 @@ def clip_step() -> dict:
   images, tokens = train['image'][rows], train['tokens'][rows]
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   params = jax.tree.map(np.asarray, state.params)
-  train_step = jax.jit(experiment.train_step, donate_argnums=0)
-  batch = jax.device_put({'image': images, 'tokens': tokens})
-  holder = {'state': state}
-
-  def jax_step():
-    holder['state'], holder['metrics'] = train_step(holder['state'], batch)
-
-  jax_rate = steps_per_second(jax_step, lambda: jax.block_until_ready(holder['state']))
+  jax_rate = experiment_steps_per_second(experiment, state, {'image': images, 'tokens': tokens})
 
   class QuickGELU(nn.Module):
     def forward(self, x):
@@ -605,12 +597,6 @@ def resnet20() -> dict:
     experiment = classify.Classify(config, devices.make_mesh())
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   params = jax.tree.map(np.array, state.params)  # writable, for torch
-  train_step = jax.jit(experiment.train_step, donate_argnums=0)
-  batch = jax.device_put({'image': images, 'label': labels})
-  holder = {'state': state}
-
-  def jax_step():
-    holder['state'], holder['metrics'] = train_step(holder['state'], batch)
 
   class BasicBlock(nn.Module):
 
@@ -671,7 +657,7 @@ def resnet20() -> dict:
                                            train=True, mutable=['batch_stats'])
     np.testing.assert_allclose(model(x).numpy(), jax_logits, rtol=1e-3, atol=1e-3)
 
-  jax_rate = steps_per_second(jax_step, lambda: jax.block_until_ready(holder['state']))
+  jax_rate = experiment_steps_per_second(experiment, state, {'image': images, 'label': labels})
 
   o = config.optim
   decayed = [p for p in model.parameters() if p.ndim > 1]
