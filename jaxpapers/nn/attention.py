@@ -221,6 +221,21 @@ def chunked_attention(q: Array, k: Array, v: Array, mask: Array | None = None, *
   return out[:, :q_len].astype(q.dtype)
 
 
+def decode_position(module: nn.Module, length: int) -> Array | int:
+  """For decoding with a KV cache: the position of the first of `length` new tokens.
+
+  The count lives in `module`'s 'cache' collection (`position`) and advances by `length` on each
+  call; 0 on the call that creates the cache. Call it from the module's compact `__call__`.
+  """
+  is_initialized = module.has_variable('cache', 'position')
+  position = module.variable('cache', 'position', lambda: jnp.zeros((), jnp.int32))
+  if not is_initialized:
+    return 0
+  start = position.value
+  position.value = start + length
+  return start
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head attention (Vaswani et al. 2017, section 3.2.2) with an optional KV cache.
 

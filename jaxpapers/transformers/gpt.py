@@ -55,7 +55,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxpapers import zoo
-from jaxpapers.nn.attention import AttentionFn, MultiHeadAttention, dot_product_attention
+from jaxpapers.nn.attention import (AttentionFn, MultiHeadAttention, decode_position,
+                                    dot_product_attention)
 
 Array = jax.Array
 
@@ -142,13 +143,7 @@ class GPT(nn.Module):
       raise ValueError(f'sequence length {length} exceeds the context length {self.max_len}')
     init = nn.initializers.normal(0.02)
     wte = nn.Embed(self.vocab_size, self.hidden_dim, embedding_init=init, name='wte')
-    start = 0
-    if decode:
-      is_initialized = self.has_variable('cache', 'position')
-      position = self.variable('cache', 'position', lambda: jnp.zeros((), jnp.int32))
-      if is_initialized:
-        start = position.value
-        position.value = start + length
+    start = decode_position(self, length) if decode else 0
     positions = start + jnp.arange(length)
     x = wte(tokens) + nn.Embed(self.max_len, self.hidden_dim, embedding_init=init,
                                name='wpe')(positions)[None]

@@ -58,7 +58,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxpapers import zoo
-from jaxpapers.nn.attention import AttentionFn, MultiHeadAttention, dot_product_attention
+from jaxpapers.nn.attention import (AttentionFn, MultiHeadAttention, decode_position,
+                                    dot_product_attention)
 
 Array = jax.Array
 
@@ -97,13 +98,7 @@ class AddPositions(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, *, decode: bool = False) -> Array:
-    start = 0
-    if decode:
-      is_initialized = self.has_variable('cache', 'position')
-      position = self.variable('cache', 'position', lambda: jnp.zeros((), jnp.int32))
-      if is_initialized:
-        start = position.value
-        position.value = start + x.shape[1]
+    start = decode_position(self, x.shape[1]) if decode else 0
     return x + sinusoidal_encoding(start + jnp.arange(x.shape[1]), x.shape[-1]).astype(x.dtype)
 
 
