@@ -35,6 +35,16 @@ def make_mesh() -> Mesh:
   return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
 
 
+def runs_collectives_on_host_threads(mesh: Mesh) -> bool:
+  """Whether the mesh's collectives are XLA CPU's in-process rendezvous of one thread per device.
+
+  With jaxlib 0.10.2 that rendezvous can lose a participant ("only 7 of 8 arrived", then an abort
+  after 40 s) when several multi-device steps are queued and the cores are contended; the
+  training loop then keeps one step in flight (WORKSPACE.md, known issues).
+  """
+  return mesh.size > 1 and mesh.devices.flat[0].platform == 'cpu'
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
