@@ -36,7 +36,8 @@ def make_mesh() -> Mesh:
 
 
 def runs_collectives_on_host_threads(mesh: Mesh) -> bool:
-  """Whether the mesh's collectives are XLA CPU's in-process rendezvous of one thread per device.
+  """Whether the mesh is several CPU devices, whose collectives XLA runs as a rendezvous of one
+  host thread per local device (and gloo between processes).
 
   With jaxlib 0.10.2 that rendezvous can lose a participant ("only 7 of 8 arrived", then an abort
   after 40 s) when several multi-device steps are queued and the cores are contended; the
