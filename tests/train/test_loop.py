@@ -103,14 +103,14 @@ def test_checkpoint_of_another_model_is_rejected_clearly(digits_dir, tmp_path):
     run(config, tmp_path)
 
 
-@pytest.mark.parametrize('device_count', [1, 8])
+@pytest.mark.parametrize('make_mesh', [one_device_mesh, devices.make_mesh])
 def test_the_loop_waits_for_the_device_only_to_log_checkpoint_or_evaluate(digits_dir, tmp_path,
-                                                                         monkeypatch, device_count):
+                                                                         monkeypatch, make_mesh):
   fetched, waited = [], []
   fetch, wait = loop._fetch, loop._wait_for_previous_step
   monkeypatch.setattr(loop, '_fetch', lambda tree: fetched.append(tree) or fetch(tree))
   monkeypatch.setattr(loop, '_wait_for_previous_step', lambda tree: waited.append(tree) or wait(tree))
-  mesh = Mesh(np.asarray(jax.devices()[:device_count]), (devices.DATA_AXIS,))
+  mesh = make_mesh()
   run(tiny_config(digits_dir, steps=30, log_every=10, checkpoint_every=15, eval_every=0), tmp_path,
       mesh=mesh)
   # start-up (the step counter), logs at 10, 20, 30, the NaN check before the checkpoint at 15,
@@ -120,7 +120,7 @@ def test_the_loop_waits_for_the_device_only_to_log_checkpoint_or_evaluate(digits
   # dispatching the next (its all-reduce deadlocks with steps queued); one device dispatches ahead.
   train_waits = [w for w in waited if not isinstance(w, dict)]
   eval_waits = [w for w in waited if isinstance(w, dict)]
-  if device_count == 1:
+  if mesh.size == 1:
     assert not waited
   else:
     assert len(train_waits) == 30
