@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench parity param-counts clean
+.PHONY: demo test lint bench parity param-counts clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(VENV)/.installed
 # The whole suite on 8 simulated CPU devices (tests/conftest.py sets them).
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests
+
+# ruff, configured in pyproject.toml (pycodestyle, pyflakes, bugbear).
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python scripts/benchmark.py

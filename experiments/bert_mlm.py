@@ -36,10 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpapers.data import text_corpus
-from jaxpapers.errors import ConfigError
+from jaxpapers import zoo
+from jaxpapers.data import pipeline, text_corpus
 from jaxpapers.train import cli, optim
-from jaxpapers.train.loop import InMemoryExperiment
+from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 from jaxpapers.transformers import bert
 
@@ -75,29 +75,24 @@ class SentencePairs:
             'index': np.int32(index)}
 
 
-class BertMLM(InMemoryExperiment):
+class BertMLM(Experiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
-    m, d = config.model, config.data
-    if m.hidden_dim % m.num_heads:
-      raise ConfigError(f'config.model.hidden_dim={m.hidden_dim} is not divisible by '
-                        f'config.model.num_heads={m.num_heads}')
-    self.bert_config = bert.BertConfig(
-        vocab_size=VOCAB_SIZE, hidden_dim=m.hidden_dim, num_layers=m.num_layers,
-        num_heads=m.num_heads, mlp_dim=4 * m.hidden_dim, max_len=2 * d.segment + 3,
-        dropout_rate=m.dropout_rate, attention_dropout_rate=m.dropout_rate)
-    self.model = bert.BertForPreTraining(self.bert_config)
+    d = config.data
+    self.model = zoo.build_from_config(config.model, vocab_size=VOCAB_SIZE,
+                                       max_len=2 * d.segment + 3)
     train, held_out = text_corpus.load('train'), text_corpus.load('validation')
-    self.train_source = SentencePairs(train, d.segment, d.train_stride, d.seed)
     held_out = SentencePairs(held_out, d.segment, d.segment, d.seed)
-    self.eval_source = [held_out[i] for i in range(d.eval_examples or len(held_out))]
+    self.data = pipeline.Splits(
+        train=SentencePairs(train, d.segment, d.train_stride, d.seed),
+        eval=[held_out[i] for i in range(d.eval_examples or len(held_out))])
     self._most_frequent = int(np.argmax(np.bincount(train, minlength=256))) + BYTE_OFFSET
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
 
   def init(self, rng):
     params_rng, dropout_rng = jax.random.split(rng)
-    tokens = jnp.zeros((1, self.bert_config.max_len), jnp.int32)
+    tokens = jnp.zeros((1, self.model.config.max_len), jnp.int32)
     params = self.model.init({'params': params_rng, 'dropout': dropout_rng}, tokens)['params']
     return TrainState.create(params=params, tx=self.tx, rng=rng)
 

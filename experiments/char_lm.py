@@ -6,7 +6,7 @@ Python reference-manual text that ships with CPython (`jaxpapers.data.text_corpu
     python -m experiments.char_lm --config=experiments/configs/char_lm.py:small \
         --workdir=runs/char_lm
 
-Trains `jaxpapers.transformers.gpt.GPT` (pre-norm, tied embeddings, learned positions) on random
+Trains a zoo GPT (`gpt_bytes_small`: pre-norm, tied embeddings, learned positions) on random
 windows of the training documents to predict each next byte. Each evaluation reads the held-out
 documents in consecutive, non-overlapping windows of `context + 1` bytes (every byte but each
 window's first is predicted once, from the bytes before it in its window; a tail shorter than a
@@ -19,8 +19,8 @@ window is left out; `data.eval_windows` > 0 reads only that many windows) and re
     (`text_corpus.ngram_log_probs`): `unigram_bits_per_char` and `bigram_bits_per_char` (and
     `_per_byte`).
 
-After each evaluation a sample continues a held-out prompt (`gpt.generate`, top-k sampling) and is
-appended to `<workdir>/samples.txt`.
+After each evaluation the `text_samples` evaluator continues a held-out prompt (`gpt.generate`,
+top-k sampling) and appends it to `<workdir>/samples.txt`.
 
 Departures from GPT-2: the byte vocabulary (GPT-2 uses byte-level BPE over these same 256 bytes),
 the model and context sizes, and AdamW with a cosine schedule sized for a CPU.
@@ -35,33 +35,27 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
-from etils import epath
 
-from jaxpapers.data import text_corpus
-from jaxpapers.errors import ConfigError
+from jaxpapers import zoo
+from jaxpapers.data import pipeline, text_corpus
 from jaxpapers.train import cli, optim
-from jaxpapers.train.loop import InMemoryExperiment
+from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 from jaxpapers.transformers import gpt
 
 
-class CharLM(InMemoryExperiment):
+class CharLM(Experiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
-    m, d = config.model, config.data
-    if m.hidden_dim % m.num_heads:
-      raise ConfigError(f'config.model.hidden_dim={m.hidden_dim} is not divisible by '
-                        f'config.model.num_heads={m.num_heads}')
-    self.model = gpt.GPT(vocab_size=text_corpus.VOCAB_SIZE, max_len=d.context,
-                         num_layers=m.num_layers, num_heads=m.num_heads, hidden_dim=m.hidden_dim,
-                         mlp_dim=4 * m.hidden_dim, pre_norm=True, scale_residual_init=True,
-                         dropout_rate=m.dropout_rate, attention_dropout_rate=m.dropout_rate)
+    d = config.data
+    self.model = zoo.build_from_config(config.model, vocab_size=text_corpus.VOCAB_SIZE,
+                                       max_len=d.context)
     train, held_out = text_corpus.load('train'), text_corpus.load('validation')
-    self.train_source = text_corpus.Windows(train, d.context + 1, d.train_stride)
     held_out = text_corpus.Windows(held_out, d.context + 1, d.context)
     targets = np.stack([held_out[i]['tokens'] for i in range(d.eval_windows or len(held_out))])
-    self.eval_source = [{'tokens': t} for t in targets]
+    self.data = pipeline.Splits(train=text_corpus.Windows(train, d.context + 1, d.train_stride),
+                                eval=[{'tokens': t} for t in targets])
     self._prompt = targets[0, :config.sample.prompt_length]
     # Per-window sums become per-byte and per-character means once the loop divides by the
     # number of windows.
@@ -93,21 +87,22 @@ class CharLM(InMemoryExperiment):
                                                    'bits_per_byte': loss / math.log(2)}
 
   def eval_step(self, state: TrainState, batch):
-    bits = jnp.sum(self._nll(state.params, batch['tokens']), axis=1) / math.log(2) * batch['mask']
+    mask = batch['mask']
+    bits = jnp.sum(self._nll(state.params, batch['tokens']), axis=1) / math.log(2) * mask
     return {'bits_per_byte': jnp.sum(bits) / self._bytes_per_window,
             'bits_per_char': jnp.sum(bits) / self._chars_per_window,
-            'count': jnp.sum(batch['mask'])}
+            'count': jnp.sum(mask),
+            # Constants of the run, reported beside the model's figures (the loop divides by count).
+            **{name: value * jnp.sum(mask) for name, value in self._baselines.items()}}
 
-  def after_eval(self, state, step, workdir):
-    s = self.config.sample
-    if s.length:
-      tokens = gpt.generate(self.model, state.params, self._prompt[None],
-                            jax.random.fold_in(jax.random.PRNGKey(s.seed), step),
+  def evaluation_fns(self):
+    def continue_prompt(state, key):
+      """A held-out prompt continued by `config.sample`'s top-k sampling, as text."""
+      s = self.config.sample
+      tokens = gpt.generate(self.model, state.params, self._prompt[None], key,
                             max_new_tokens=s.length, temperature=s.temperature, top_k=s.top_k)
-      text = bytes(np.asarray(tokens[0], np.uint8)).decode('utf-8', errors='replace')
-      with (epath.Path(workdir) / 'samples.txt').open('a') as f:
-        f.write(f'--- step {step} ---\n{text}\n')
-    return dict(self._baselines)
+      return bytes(np.asarray(tokens[0], np.uint8)).decode('utf-8', errors='replace')
+    return {'continue_prompt': continue_prompt}
 
 
 def _baseline_bits(train: np.ndarray, windows: np.ndarray, chars_per_window: float

@@ -15,10 +15,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import zoo
-from jaxpapers.errors import ConfigError
 from jaxpapers.data import augment, pipeline
-from jaxpapers.train import cli, optim
-from jaxpapers.train.loop import Experiment
+from jaxpapers.errors import ConfigError
+from jaxpapers.evaluators.classification import classification_sums
+from experiments.configs import classify as configs
+from jaxpapers.train import checkpoint, cli, devices, optim
+from jaxpapers.train.loop import Experiment, train_and_evaluate
 from jaxpapers.train.state import TrainState
 
 
@@ -26,38 +28,28 @@ class Classify(Experiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
-    try:
-      self.model = zoo.build(config.model)
-    except KeyError as e:
-      raise ConfigError(f'config.model={config.model!r}: {e.args[0]}') from None
-    d = config.data
-    preprocess = pipeline.image_classification_preprocess()
-    self._train_source, self._eval_source = (
-        pipeline.load_source(d.name, split, d.data_dir or None) for split in (d.train_split, d.eval_split))
-    self._num_classes = self._train_source.dataset_info.features['label'].num_classes
-    if d.in_memory:
-      self._train_source, self._eval_source = (
-          pipeline.in_memory(s, preprocess) for s in (self._train_source, self._eval_source))
-      preprocess = None
-    self._preprocess = preprocess
-    example = self._train_source[0]
-    self._image_shape = (preprocess(example) if preprocess else example)['image'].shape
+    self.model = zoo.build_from_config(config.model)
+    self.data = pipeline.from_config(config.data)
+    self._num_classes = self.data.info.features['label'].num_classes
+    self._image_shape = self.data.example()['image'].shape
+    self._augment = augment.from_config(config.data.augment)
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
     self._check_model_fits_data()
 
   def _check_model_fits_data(self):
     """A model built for other image sizes fails here, in one line, not deep inside XLA."""
+    name = self.config.model.name
     try:
       variables = jax.eval_shape(self.init, jax.random.PRNGKey(0))
     except Exception as e:  # Shape errors surface as TypeError, ValueError, ZeroDivisionError...
       reason = (str(e).strip().splitlines() or [''])[0]
-      raise ConfigError(f'model {self.config.model!r} does not accept {self.config.data.name} '
+      raise ConfigError(f'model {name!r} does not accept {self.config.data.name} '
                         f'images of shape {self._image_shape} ({type(e).__name__}: {reason})') from e
     logits = jax.eval_shape(lambda v: self.model.apply(
         {'params': v.params, **v.model_state}, jnp.zeros((1, *self._image_shape)), train=False),
         variables)
     if logits.shape[-1] != self._num_classes:
-      raise ConfigError(f'model {self.config.model!r} has {logits.shape[-1]} outputs; '
+      raise ConfigError(f'model {name!r} has {logits.shape[-1]} outputs; '
                         f'{self.config.data.name} has {self._num_classes} classes')
 
   def init(self, rng):
@@ -68,13 +60,7 @@ class Classify(Experiment):
     return TrainState.create(params=params, tx=self.tx, rng=rng, model_state=dict(variables))
 
   def augment(self, images, key):
-    d = self.config.data
-    crop_key, flip_key = jax.random.split(key)
-    if d.random_crop_padding:
-      images = augment.random_crop_with_padding(images, crop_key, d.random_crop_padding)
-    if d.random_flip:
-      images = augment.random_flip_left_right(images, flip_key)
-    return images
+    return self._augment(images, key)
 
   def train_step(self, state: TrainState, batch):
     images = self.augment(batch['image'], state.step_rng('augment'))
@@ -88,22 +74,33 @@ class Classify(Experiment):
 
     (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-    return state.apply_gradients(self.tx, grads, model_state=dict(model_state)), {'loss': loss, 'accuracy': accuracy}
+    state = state.apply_gradients(self.tx, grads, model_state=dict(model_state))
+    return state, {'loss': loss, 'accuracy': accuracy}
 
   def eval_step(self, state: TrainState, batch):
-    logits = self.model.apply({'params': state.params, **state.model_state}, batch['image'], train=False)
-    mask = batch['mask']
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
-    correct = jnp.argmax(logits, -1) == batch['label']
-    return {'loss': jnp.sum(loss * mask), 'accuracy': jnp.sum(correct * mask), 'count': jnp.sum(mask)}
+    return classification_sums(self.logits(state, batch['image']), batch['label'], batch['mask'])
 
-  def train_data(self):
-    return pipeline.train_batches(self._train_source, global_batch_size=self.config.train.batch_size,
-                                  seed=self.config.seed, preprocess=self._preprocess)
+  def logits(self, state: TrainState, images):
+    return self.model.apply({'params': state.params, **state.model_state}, images, train=False)
 
-  def eval_data(self):
-    return pipeline.eval_batches(self._eval_source, global_batch_size=self.config.train.batch_size,
-                                 preprocess=self._preprocess)
+  def evaluation_fns(self):
+    return {'logits': self.logits}
+
+
+def trained_classifier(workdir: str, preset: str = 'digits_cnn', data_dir: str = '') -> str:
+  """Trains `classify:<preset>` in `workdir` unless a finished run is there; returns `workdir`.
+
+  The fixed classifier of the `sample_quality` evaluator (about a minute on 2 CPU cores for
+  digits_cnn); scripts and generative experiments call this before pointing the evaluator at it.
+  """
+  config = configs.get_config(preset)
+  config.data.data_dir = data_dir
+  checkpointer = checkpoint.Checkpointer(workdir)
+  finished = checkpointer.latest_step() == config.train.steps
+  checkpointer.close()
+  if not finished:
+    train_and_evaluate(Classify(config, devices.make_mesh()), workdir)
+  return workdir
 
 
 if __name__ == '__main__':

@@ -14,8 +14,10 @@ Papers:
 
 Each evaluation reports the held-out L_simple (and L_vlb term for L_hybrid) of the current and of
 the EMA parameters at fixed steps and noise (steps evenly spread over [0, T), the same noise every
-time), so successive evaluations are comparable; `after_eval` saves a grid of samples drawn from
-the EMA parameters with the one-`lax.scan` ancestral sampler to `<workdir>/samples/step_N.png`.
+time), so successive evaluations are comparable. The config's evaluators use the experiment's
+`sample` function (the EMA parameters through the one-`lax.scan` ancestral sampler, images in
+[0, 1]): the presets save a sample grid (`<workdir>/samples/step_N.png`), and a `sample_quality`
+entry adds the Frechet distance and classifier score of a fixed classifier.
 
 Departures: timesteps are drawn uniformly also for L_hybrid (as the paper does for L_hybrid; its
 importance sampling, `process.sample_timesteps`, is for L_vlb alone). The digits presets shrink the
@@ -29,12 +31,12 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 
+from jaxpapers import zoo
 from jaxpapers.data import augment, pipeline
-from jaxpapers.diffusion import process, samplers, schedules, unet
+from jaxpapers.diffusion import process, samplers, schedules
 from jaxpapers.errors import ConfigError
-from jaxpapers.train import cli, devices, metrics, optim
+from jaxpapers.train import cli, devices, optim
 from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 
@@ -49,14 +51,9 @@ def make_betas(config) -> np.ndarray:
   raise ConfigError(f'config.diffusion.schedule={d.schedule!r}; valid: linear, cosine')
 
 
-def preprocess(example: dict[str, Any]) -> dict[str, np.ndarray]:
-  """uint8 images -> float32 in [-1, 1]; every other feature is dropped."""
-  return {'image': np.asarray(example['image'], np.float32) / 127.5 - 1.0}
-
-
-def to_unit_range(images) -> np.ndarray:
+def to_unit_range(images) -> jax.Array:
   """Model-space images in [-1, 1] -> the 256 levels of an 8-bit image, as floats in [0, 1]."""
-  return np.round((np.clip(np.asarray(images), -1.0, 1.0) + 1.0) * 127.5) / 255.0
+  return jnp.round((jnp.clip(images, -1.0, 1.0) + 1.0) * 127.5) / 255.0
 
 
 class DDPM(Experiment):
@@ -74,19 +71,12 @@ class DDPM(Experiment):
     if self.variance not in process.VARIANCES:
       raise ConfigError(f'config.sample.variance={self.variance!r}; valid: '
                         f'{", ".join(process.VARIANCES)}')
-    self.model = unet.UNet(**config.model, learn_sigma=d.learn_sigma)
-    data = config.data
-    self._train_source, self._eval_source = (
-        pipeline.load_source(data.name, split, data.data_dir or None)
-        for split in (data.train_split, data.eval_split))
-    self.image_shape = preprocess(self._eval_source[0])['image'].shape
-    self._preprocess = preprocess
-    if data.in_memory:
-      self._train_source, self._eval_source = (
-          pipeline.in_memory(s, preprocess) for s in (self._train_source, self._eval_source))
-      self._preprocess = None
+    self.model = zoo.build_from_config(config.model, learn_sigma=d.learn_sigma)
+    self.data = pipeline.from_config(config.data)
+    self.image_shape = self.data.example()['image'].shape
+    self._augment = augment.from_config(config.data.augment)
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
-    self._grid_sampler = None
+    self._samplers = {}
 
   def init(self, rng):
     params_rng, state_rng = jax.random.split(rng)
@@ -111,9 +101,7 @@ class DDPM(Experiment):
     return {'loss': process.l_simple(noise, out)}
 
   def train_step(self, state: TrainState, batch):
-    x0 = batch['image']
-    if self.config.data.random_flip:
-      x0 = augment.random_flip_left_right(x0, state.step_rng('flip'))
+    x0 = self._augment(batch['image'], state.step_rng('augment'))
     t = jax.random.randint(state.step_rng('t'), x0.shape[:1], 0,
                            self.config.diffusion.num_timesteps)
     noise = jax.random.normal(state.step_rng('noise'), x0.shape)
@@ -145,8 +133,14 @@ class DDPM(Experiment):
   def sampler(self, num_images: int, steps: int = 0) -> Callable[[Any, jax.Array], jax.Array]:
     """A jitted (params, key) -> images [-1, 1] drawing `num_images` with the ancestral sampler.
 
-    steps: 0 for all T steps (DDPM Algorithm 2), S for the S evenly strided steps.
+    steps: 0 for all T steps (DDPM Algorithm 2), S for the S evenly strided steps. Built once per
+    (num_images, steps), so each evaluation reuses the compiled chain.
     """
+    if (num_images, steps) not in self._samplers:
+      self._samplers[num_images, steps] = self._build_sampler(num_images, steps)
+    return self._samplers[num_images, steps]
+
+  def _build_sampler(self, num_images: int, steps: int) -> Callable[[Any, jax.Array], jax.Array]:
     num_timesteps = self.config.diffusion.num_timesteps
     timesteps = samplers.evenly_spaced_timesteps(num_timesteps, steps) if steps else None
     schedule = samplers.respaced_schedule(self.betas, timesteps)
@@ -162,25 +156,12 @@ class DDPM(Experiment):
 
     return jax.jit(sample)
 
-  def after_eval(self, state: TrainState, step: int, workdir: str) -> dict[str, float]:
-    s = self.config.sample
-    if self._grid_sampler is None:
-      self._grid_sampler = self.sampler(s.num_images, s.steps)
-    images = self._grid_sampler(state.ema_params, jax.random.PRNGKey(s.seed))
-    images = multihost_utils.process_allgather(images, tiled=True)
-    if jax.process_index() == 0:
-      metrics.save_image_grid(to_unit_range(images), f'{workdir}/samples/step_{step}.png',
-                              scale=s.grid_scale)
-    return {}
-
-  def train_data(self):
-    return pipeline.train_batches(self._train_source,
-                                  global_batch_size=self.config.train.batch_size,
-                                  seed=self.config.seed, preprocess=self._preprocess)
-
-  def eval_data(self):
-    return pipeline.eval_batches(self._eval_source, global_batch_size=self.config.train.batch_size,
-                                 preprocess=self._preprocess)
+  def evaluation_fns(self):
+    def sample(state, key, num_images):
+      """Images in [0, 1] from the EMA parameters, with `config.sample`'s sampler."""
+      images = self.sampler(num_images, self.config.sample.steps)(state.ema_params, key)
+      return to_unit_range(images)
+    return {'sample': sample}
 
 
 if __name__ == '__main__':

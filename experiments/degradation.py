@@ -28,17 +28,15 @@ from __future__ import annotations
 import copy
 import json
 import os
-import sys
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
 
 from experiments import classify
-from jaxpapers.errors import ConfigError, UserError
+from jaxpapers.errors import ConfigError
 from jaxpapers.train import cli, devices, loop
 from jaxpapers.train import metrics as metrics_lib
 
@@ -51,7 +49,7 @@ def random_affine(images: jax.Array, key: jax.Array, d: ml_collections.ConfigDic
   """
   n, h, w, _ = images.shape
   k_angle, k_scale, k_shear, k_shift, k_noise = jax.random.split(key, 5)
-  uniform = lambda k, shape=(n,): jax.random.uniform(k, shape, minval=-1.0, maxval=1.0)  # noqa: E731
+  uniform = lambda k, shape=(n,): jax.random.uniform(k, shape, minval=-1.0, maxval=1.0)
   angle = jnp.deg2rad(d.rotation_degrees) * uniform(k_angle)
   zoom = 1.0 + d.scale * uniform(k_scale)
   shear = d.shear * uniform(k_shear)
@@ -67,7 +65,7 @@ def random_affine(images: jax.Array, key: jax.Array, d: ml_collections.ConfigDic
   coords = a @ offsets + (centre + shift)[:, :, None]  # [n, 2, h*w]
 
   def warp(image, coord):  # image [h, w, c], coord [2, h*w]
-    sample = lambda channel: jax.scipy.ndimage.map_coordinates(  # noqa: E731
+    sample = lambda channel: jax.scipy.ndimage.map_coordinates(
         channel, list(coord), order=1, mode='constant', cval=0.0)
     return jax.vmap(sample, in_axes=-1, out_axes=-1)(image).reshape(image.shape)
 
@@ -92,7 +90,7 @@ def run_model(config: ml_collections.ConfigDict, model: str, workdir: str,
               mesh: jax.sharding.Mesh | None = None) -> dict:
   """Trains (or resumes) one network of the figure in `<workdir>/<model>`; returns its results."""
   config = copy.deepcopy(config)
-  config.model = model
+  config.model.name = model
   experiment = DistortedDigits(config, mesh or devices.make_mesh())
   return loop.train_and_evaluate(experiment, os.path.join(workdir, model))
 
@@ -134,7 +132,7 @@ def summarize(workdirs: dict[str, str], results: dict[str, dict]) -> dict:
     }
   for family, names in _families(list(workdirs)).items():
     if len(names) > 1:
-      depth = lambda name: int(''.join(ch for ch in name if ch.isdigit()))  # noqa: E731
+      depth = lambda name: int(''.join(ch for ch in name if ch.isdigit()))
       shallow, deep = min(names, key=depth), max(names, key=depth)
       errors = {m: summary['models'][m]['train_error_last_fifth'] for m in (shallow, deep)}
       summary['deeper_minus_shallower_train_error'][family] = {
@@ -195,30 +193,5 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   return summary
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  try:
-    cli.check_overrides(argv)
-    return flags.FLAGS(argv)
-  except (ConfigError, flags.Error) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if flags.FLAGS.workdir is None:
-    print('error: --workdir is required', file=sys.stderr)
-    sys.exit(2)
-  # The same console as every experiment: this project's INFO lines, not orbax's dozens.
-  logging.get_absl_handler().addFilter(cli._OwnInfoOnly())  # pylint: disable=protected-access
-  try:
-    summary = run(flags.FLAGS.config, flags.FLAGS.workdir)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2 if isinstance(e, ConfigError) else 1)
-  print(json.dumps(summary, indent=2))
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  cli.run_program(run)

@@ -29,40 +29,38 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxpapers import zoo
 from jaxpapers.data import associative_retrieval, pipeline
 from jaxpapers.errors import ConfigError
 from jaxpapers.recurrent import fast_weights
 from jaxpapers.train import cli, optim
-from jaxpapers.train.loop import InMemoryExperiment
+from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 
 EVAL_SPLITS = ('validation', 'test')
 
 
-class FastWeightsRetrieval(InMemoryExperiment):
+class FastWeightsRetrieval(Experiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
-    m, d = config.model, config.data
-    if m.cell not in fast_weights.CELLS:
-      raise ConfigError(f'config.model.cell={m.cell!r}; valid: {", ".join(fast_weights.CELLS)}')
-    if m.cell == 'associative_lstm' and m.hidden_size % 2:
-      raise ConfigError(f'config.model.hidden_size={m.hidden_size}: the associative LSTM needs an '
+    d = config.data
+    self.model = zoo.build_from_config(config.model)
+    if self.model.cell not in fast_weights.CELLS:
+      raise ConfigError(f'cell={self.model.cell!r}; valid: {", ".join(fast_weights.CELLS)}')
+    if self.model.cell == 'associative_lstm' and self.model.hidden_size % 2:
+      raise ConfigError(f'hidden_size={self.model.hidden_size}: the associative LSTM needs an '
                         'even number of units (real and imaginary parts)')
-    self.model = fast_weights.RetrievalClassifier(
-        cell=m.cell, hidden_size=m.hidden_size, decay=m.decay, fast_lr=m.fast_lr,
-        inner_steps=m.inner_steps, layer_norm=m.layer_norm)
     sizes = {'train': d.train_size, 'validation': d.validation_size, 'test': d.test_size}
     splits = associative_retrieval.make_splits(d.seed, num_pairs=d.num_pairs, sizes=sizes)
     self._sequence_length = associative_retrieval.sequence_length(d.num_pairs)
-    self.train_source = pipeline.ArrayRows(splits['train'])
     held_out = [splits[name] for name in EVAL_SPLITS]
-    self.eval_source = pipeline.ArrayRows({
+    self.data = pipeline.Splits(train=pipeline.ArrayRows(splits['train']), eval=pipeline.ArrayRows({
         'tokens': np.concatenate([s['tokens'] for s in held_out]),
         'label': np.concatenate([s['label'] for s in held_out]),
         'test': np.concatenate([np.full(len(s['label']), name == 'test', np.float32)
                                 for name, s in zip(EVAL_SPLITS, held_out)]),
-    })
+    }))
     self._split_sizes = {name: sizes[name] for name in EVAL_SPLITS}
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
 

@@ -5,7 +5,7 @@
     python -m experiments.transformer --config=experiments/configs/transformer.py:reverse \
         --workdir=runs/transformer_reverse
 
-Trains `jaxpapers.transformers.transformer.Transformer` (shared embeddings, sinusoidal positions,
+Trains a zoo Transformer (`transformer_small`: shared embeddings, sinusoidal positions,
 post-norm) with teacher forcing on the label-smoothed cross-entropy of section 5.4 and the Adam
 settings and warm-up schedule of section 5.3 (eq. 3), on strings from
 `jaxpapers.data.sequence_tasks`. Each evaluation covers the validation split:
@@ -27,10 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpapers.data import sequence_tasks
+from jaxpapers import zoo
+from jaxpapers.data import pipeline, sequence_tasks
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import cli, optim
-from jaxpapers.train.loop import InMemoryExperiment
+from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 from jaxpapers.transformers import transformer
 
@@ -42,26 +43,21 @@ def _examples(split: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
           for s, t, ti in zip(split['source'], split['target'], target_in)]
 
 
-class Transduction(InMemoryExperiment):
+class Transduction(Experiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
-    d, m = config.data, config.model
+    d = config.data
     if d.task not in sequence_tasks.TASKS:
       raise ConfigError(f'config.data.task={d.task!r}; valid: {", ".join(sequence_tasks.TASKS)}')
-    if m.d_model % m.num_heads:
-      raise ConfigError(f'config.model.d_model={m.d_model} is not divisible by '
-                        f'config.model.num_heads={m.num_heads}')
-    self.model_config = transformer.TransformerConfig(
-        vocab_size=sequence_tasks.vocab_size(d.num_symbols), d_model=m.d_model,
-        num_heads=m.num_heads, d_ff=m.d_ff, num_encoder_layers=m.num_layers,
-        num_decoder_layers=m.num_layers, dropout_rate=m.dropout_rate, pad_id=sequence_tasks.PAD)
-    self.model = transformer.Transformer(self.model_config)
+    self.model = zoo.build_from_config(config.model,
+                                       vocab_size=sequence_tasks.vocab_size(d.num_symbols),
+                                       pad_id=sequence_tasks.PAD)
     splits = sequence_tasks.make_splits(
         d.task, d.seed, {'train': d.train_size, 'validation': d.eval_size},
         num_symbols=d.num_symbols, min_len=d.min_len, max_len=d.max_len)
-    self.train_source = _examples(splits['train'])
-    self.eval_source = _examples(splits['validation'])
+    self.data = pipeline.Splits(train=_examples(splits['train']),
+                                eval=_examples(splits['validation']))
     self._max_decode_len = d.max_len + 1
     # Token-level eval metrics are sums over tokens; the loop divides by the number of strings.
     self._tokens_per_string = float(np.mean(np.sum(splits['validation']['target'] != 0, axis=1)))

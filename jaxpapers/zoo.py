@@ -1,6 +1,6 @@
 """The registry of paper presets: name -> constructor, paper, reference parameter count.
 
-Each model family registers its presets when its module is imported:
+Each model file registers its presets when it is imported:
 
     zoo.register(
         'resnet50', lambda: ResNet(stage_sizes=(3, 4, 6, 3), block='bottleneck'),
@@ -8,25 +8,46 @@ Each model family registers its presets when its module is imported:
         paper='Deep Residual Learning for Image Recognition (He et al. 2015, arXiv:1512.03385)',
         reference_params=25_557_032, reference_source='torchvision resnet50')
 
-`names()`, `get()`, `build()` and `count_params()` import every family package under `jaxpapers`
-first, so a preset is found wherever it is defined. `count_params` traces `init` with
-`jax.eval_shape`: no weights are allocated, so even the largest presets are counted in seconds.
+and its module is listed in `MODEL_MODULES`, which `names()`, `get()` and `build()` import first.
+Experiments build every network by name, as big_vision resolves `config.model_name`: a config says
+`model = dict(name='ddpm_digits')`, optionally with keyword overrides of the preset's fields
+(`dropout=0.3`), and the experiment adds what its data decides (`vocab_size`, `max_len`):
+`zoo.build_from_config(config.model, vocab_size=...)`. So each architecture is defined once, in its
+model file; configs never restate one. `count_params` traces `init` with `jax.eval_shape`: nothing
+is allocated, so even the largest presets are counted in seconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import pkgutil
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Packages that hold infrastructure, not models; they register no presets.
-_NOT_FAMILIES = ('train', 'data', 'metrics')
+from jaxpapers.errors import ConfigError
+
+# Every module that registers presets. tests/test_zoo.py checks no registering module is missing.
+MODEL_MODULES = (
+    'jaxpapers.convnets.alexnet',
+    'jaxpapers.convnets.googlenet',
+    'jaxpapers.convnets.inception',
+    'jaxpapers.convnets.lenet',
+    'jaxpapers.convnets.nin',
+    'jaxpapers.convnets.resnet',
+    'jaxpapers.convnets.vgg',
+    'jaxpapers.contrastive.clip',
+    'jaxpapers.diffusion.unet',
+    'jaxpapers.nn.mlp',
+    'jaxpapers.recurrent.fast_weights',
+    'jaxpapers.transformers.bert',
+    'jaxpapers.transformers.gpt',
+    'jaxpapers.transformers.transformer',
+    'jaxpapers.transformers.vit',
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,14 +86,10 @@ def image_input(height: int, width: int, channels: int, batch: int = 1):
 
 def _load_families() -> None:
   global _loaded
-  if _loaded:
-    return
-  import jaxpapers
-  for info in pkgutil.walk_packages(jaxpapers.__path__, prefix='jaxpapers.'):
-    top = info.name.split('.')[1]
-    if top not in _NOT_FAMILIES and info.name != __name__:
-      importlib.import_module(info.name)
-  _loaded = True
+  if not _loaded:
+    for module in MODEL_MODULES:
+      importlib.import_module(module)
+    _loaded = True
 
 
 def names() -> list[str]:
@@ -88,8 +105,48 @@ def get(name: str) -> Preset:
   return _REGISTRY[name]
 
 
-def build(name: str) -> nn.Module:
-  return get(name).build()
+def build(name: str, **overrides: Any) -> nn.Module:
+  """The module of preset `name`, with `overrides` replacing some of its fields.
+
+  An override names a field of the module (`dropout=0.3`) or, for modules configured by one
+  dataclass (the Transformer's and BERT's `config`), a field of that dataclass (`vocab_size=20`).
+  """
+  module = get(name).build()
+  return _with_overrides(module, overrides, name) if overrides else module
+
+
+def build_from_config(model_config: Mapping[str, Any], **overrides: Any) -> nn.Module:
+  """`build(model_config['name'], **the config's other keys, **overrides)`, errors as ConfigError.
+
+  `overrides` are what the experiment derives from its data (vocabulary size, context length);
+  they take precedence over the config's keys.
+  """
+  config = dict(model_config)
+  name = config.pop('name', None)
+  if name is None:
+    raise ConfigError('the model config needs a `name`: a zoo preset, e.g. digits_cnn')
+  try:
+    return build(name, **{**config, **overrides})
+  except KeyError as e:
+    raise ConfigError(f'model name {name!r}: {e.args[0]}') from None
+
+
+def _with_overrides(module: nn.Module, overrides: dict[str, Any], name: str) -> nn.Module:
+  fields = {f.name for f in dataclasses.fields(module) if f.init} - {'parent', 'name'}
+  direct = {k: v for k, v in overrides.items() if k in fields}
+  nested = {k: v for k, v in overrides.items() if k not in fields}
+  if nested:
+    configs = [f for f in sorted(fields) if dataclasses.is_dataclass(getattr(module, f))
+               and not isinstance(getattr(module, f), nn.Module)]
+    config_fields = ({f.name for f in dataclasses.fields(getattr(module, configs[0]))}
+                     if len(configs) == 1 else set())
+    unknown = sorted(set(nested) - config_fields)
+    if unknown:
+      raise ConfigError(f'zoo preset {name!r} ({type(module).__name__}) has no field '
+                        f'{", ".join(map(repr, unknown))}; its fields: '
+                        f'{", ".join(sorted(fields | config_fields))}')
+    direct[configs[0]] = dataclasses.replace(getattr(module, configs[0]), **nested)
+  return module.clone(**direct)
 
 
 def abstract_variables(name: str) -> Any:

@@ -51,7 +51,7 @@ def measure(name: str, length: int) -> dict:
   shape = (1, length, _HEADS.value, _HEAD_DIM.value)
   keys = jax.random.split(jax.random.key(length), 3)
   q, k, v = (jax.random.normal(key, shape, _DTYPE.value) for key in keys)
-  loss = lambda q, k, v: jnp.sum(fn(q, k, v, causal=True).astype(jnp.float32))  # noqa: E731
+  loss = lambda q, k, v: jnp.sum(fn(q, k, v, causal=True).astype(jnp.float32))
   grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
   row = {'implementation': name, 'length': length}
   try:

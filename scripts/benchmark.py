@@ -138,9 +138,9 @@ def fast_weights_cell() -> dict:
 
   batch_size = _BATCH.value
   config = configs.get_config('fast_weights_r50')
-  m = config.model
   data = associative_retrieval.generate(batch_size, np.random.default_rng(0))
   experiment = experiment_lib.FastWeightsRetrieval(config, devices.make_mesh())
+  m = experiment.model
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   params = jax.tree.map(np.asarray, state.params)
   jax_rate = experiment_steps_per_second(experiment, state, data)
@@ -229,11 +229,11 @@ def ddpm_sampling() -> dict:
   from experiments import ddpm
   from experiments.configs import ddpm as configs
   from jaxpapers import zoo
-  from jaxpapers.diffusion import samplers, unet
+  from jaxpapers.diffusion import samplers
 
   config = configs.get_config('digits')
-  m, num_timesteps = config.model, config.diffusion.num_timesteps
-  model = unet.UNet(**m)
+  num_timesteps = config.diffusion.num_timesteps
+  model = m = zoo.build_from_config(config.model)
   batch_size, chain = _BATCH.value, min(_STEPS.value, num_timesteps)
   rng = np.random.default_rng(0)
   shape = (batch_size, 8, 8, 1)
@@ -431,11 +431,11 @@ def clip_step() -> dict:
   # The step needs no data: build the experiment over the tiny set, the model is the preset's.
   config.data.update(name='shapes_captions_tiny', data_dir=tempfile.mkdtemp())
   experiment = experiment_lib.CLIPExperiment(config, devices.make_mesh())
-  m = config.model
+  m = experiment.model
   rng = np.random.default_rng(0)
-  train = experiment._splits['train']
-  rows = rng.integers(len(train['image']), size=batch_size)
-  images, tokens = train['image'][rows], train['tokens'][rows]
+  train = experiment.data.train
+  rows = [train[int(i)] for i in rng.integers(len(train), size=batch_size)]
+  images, tokens = (np.stack([row[key] for row in rows]) for key in ('image', 'tokens'))
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   params = jax.tree.map(np.asarray, state.params)
   jax_rate = experiment_steps_per_second(experiment, state, {'image': images, 'tokens': tokens})

@@ -18,7 +18,7 @@ Papers (one model trained once with T = 1000 steps, sampled without retraining):
 
 Every sampler starts from the same N initial noises x_T (and the stochastic ones draw from the same
 key), so rows differ only in the sampler. Samples are scored with the fixed digits classifier of
-`jaxpapers/metrics/sample_quality.py` (trained once, cached in `<run_dir>/classifier`): the Frechet
+`jaxpapers/evaluators/sample_quality.py` (trained once, cached in `<run_dir>/classifier`): the Frechet
 distance of their penultimate features to those of the training split (an FID analogue) and the
 classifier score exp(E KL(p(y|x) || p(y))) (an Inception-score analogue; 10 is the maximum).
 The distance's estimate depends on the number of images, so it is also given for the first 360
@@ -72,7 +72,7 @@ def sampler_rows(config, steps: list[int], fastdpm_steps: list[int]) -> list[dic
 
   betas = ddpm.make_betas(config)
   num_timesteps = config.diffusion.num_timesteps
-  even = lambda s: samplers.respaced_schedule(  # noqa: E731
+  even = lambda s: samplers.respaced_schedule(
       betas, samplers.evenly_spaced_timesteps(num_timesteps, s) if s < num_timesteps else None)
   lengths = sorted({*steps, num_timesteps})
   if config.diffusion.learn_sigma:
@@ -186,9 +186,9 @@ def main(argv):
   import numpy as np
   from jax.sharding import Mesh
 
-  from experiments import ddpm
+  from experiments import classify, ddpm
   from jaxpapers.diffusion import samplers
-  from jaxpapers.metrics import sample_quality
+  from jaxpapers.evaluators import sample_quality
   from jaxpapers.train import checkpoint, devices, metrics
 
   workdir = _RUN.value
@@ -213,7 +213,9 @@ def main(argv):
   logging.info('restored step %d of %s', int(state.step), workdir)
 
   data_dir = config.data.data_dir or None
-  classifier = sample_quality.digits_classifier(os.path.join(workdir, 'classifier'), data_dir)
+  classifier = sample_quality.load_classifier(
+      classify.trained_classifier(os.path.join(workdir, 'classifier'), data_dir=data_dir or ''),
+      'digits_cnn')
   train_images, _ = _digits('train', data_dir)
   test_images, test_labels = _digits('test', data_dir)
   reference = sample_quality.feature_statistics(classifier(train_images)[0])
@@ -230,11 +232,11 @@ def main(argv):
     if sampler not in jitted:
       if row['kind'] == 'ancestral':
         variance = row['variance']
-        fn = lambda p, schedule, x, k, eta: samplers.ancestral_sample(  # noqa: E731
+        fn = lambda p, schedule, x, k, eta: samplers.ancestral_sample(
             experiment.eps_fn(p), schedule, x, k, variance=variance,
             clip_denoised=config.sample.clip_denoised)
       else:
-        fn = lambda p, schedule, x, k, eta: samplers.ddim_sample(  # noqa: E731
+        fn = lambda p, schedule, x, k, eta: samplers.ddim_sample(
             experiment.eps_fn(p), schedule, x, k, eta=eta)
       jitted[sampler] = jax.jit(fn)
     args = (params, row['schedule'], x_T, step_key, jnp.float32(row['eta']))

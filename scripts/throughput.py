@@ -124,7 +124,7 @@ def main(argv):
   num_params = zoo.num_params(variables['params'])
   step = jax.jit(step, donate_argnums=(0, 1), out_shardings=replicated)
   rng = jax.random.key(1)
-  forward = lambda params: model.apply(  # noqa: E731
+  forward = lambda params: model.apply(
       {**variables, 'params': params}, batch['inputs'], rngs={'dropout': rng},
       mutable=[k for k in variables if k != 'params'], **train_kwargs)
   flops_per_step = 3 * forward_matmul_flops(jax.make_jaxpr(forward)(variables['params']))

@@ -1,0 +1,21 @@
+"""Experiment configs: plain `get_config(preset)` functions returning an ml_collections ConfigDict.
+
+A config names its networks by zoo preset (`model = dict(name=...)`), its data, optimiser and
+evaluators; it imports nothing from `jaxpapers.train`, so loading one registers no flags and builds
+nothing.
+"""
+
+from typing import Callable
+
+import ml_collections
+
+from jaxpapers.errors import ConfigError
+
+
+def select(preset: str | None, table: dict[str, Callable[[], ml_collections.ConfigDict]],
+           default: str) -> ml_collections.ConfigDict:
+  """The config of `preset` (or `default` when none is given) from a file's table of presets."""
+  preset = preset or default
+  if preset not in table:
+    raise ConfigError(f'unknown preset {preset!r}; valid presets: {", ".join(table)}')
+  return table[preset]()

@@ -12,18 +12,22 @@ Presets:
 
 import ml_collections
 
-from jaxpapers.train.cli import presets
+from experiments.configs import select
 
 
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.model = 'digits_cnn'  # any zoo classifier taking (images, train=...) -> logits
+  # Any zoo classifier taking (images, train=...) -> logits, with overrides of its fields.
+  c.model = ml_collections.ConfigDict(dict(name='digits_cnn'))
   c.data = ml_collections.ConfigDict(dict(
       name='sklearn_digits', data_dir='', train_split='train', eval_split='test',
+      preprocess='image_classification',
       in_memory=True,  # decode the whole dataset once (for small datasets)
-      random_crop_padding=1,  # random crop of the zero-padded image: translation by up to this (0 = off)
-      random_flip=False,  # horizontal flips (not for digits: a mirrored 2 is no digit)
+      augment=dict(  # on the device, in the train step
+          random_crop_padding=1,  # random crop of the zero-padded image: shifts by up to this (0 = off)
+          random_flip=False,  # horizontal flips (not for digits: a mirrored 2 is no digit)
+      ),
   ))
   c.optim = ml_collections.ConfigDict(dict(
       name='adamw', learning_rate=3e-3, schedule='cosine', warmup_steps=50, weight_decay=1e-4,
@@ -35,8 +39,8 @@ def base() -> ml_collections.ConfigDict:
 
 def digits_mlp() -> ml_collections.ConfigDict:
   c = base()
-  c.model = 'digits_mlp'
-  c.data.random_crop_padding = 0
+  c.model.name = 'digits_mlp'
+  c.data.augment.random_crop_padding = 0
   return c
 
 
@@ -44,7 +48,7 @@ def digits_vit() -> ml_collections.ConfigDict:
   """ViT (Dosovitskiy et al. 2020) from scratch on 1,437 images: no pre-training, so it leans on
   augmentation and a longer run; AdamW with a linear warm-up and cosine decay as the paper."""
   c = base()
-  c.model = 'digits_vit'
+  c.model.name = 'digits_vit'
   c.optim.update(learning_rate=1e-3, warmup_steps=200, weight_decay=0.05)
   c.train.steps = 3000
   return c
@@ -66,10 +70,10 @@ def cifar10(model: str) -> ml_collections.ConfigDict:
   [0, 1] without the paper's per-pixel mean subtraction (the first convolution is followed by BN).
   """
   c = base()
-  c.model = model
+  c.model.name = model
   c.data.update(name='cifar10', train_split='train', eval_split='test',
-                in_memory=False,  # decoded by the pipeline's workers, not held in host memory
-                random_crop_padding=4, random_flip=True)
+                in_memory=False)  # decoded by the pipeline's workers, not held in host memory
+  c.data.augment.update(random_crop_padding=4, random_flip=True)
   c.optim = ml_collections.ConfigDict(dict(
       name='momentum', learning_rate=0.1, momentum=0.9, nesterov=False, schedule='step',
       decay_boundaries=(32_000, 48_000), decay_factor=0.1, warmup_steps=0, weight_decay=1e-4,
@@ -95,9 +99,9 @@ def cifar10_wrn_28_10() -> ml_collections.ConfigDict:
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  return presets(preset, {'digits_cnn': base, 'digits_mlp': digits_mlp, 'digits_vit': digits_vit,
+  return select(preset, {'digits_cnn': base, 'digits_mlp': digits_mlp, 'digits_vit': digits_vit,
                           'tiny': tiny,
                           'cifar10_resnet20': lambda: cifar10('resnet20'),
                           'cifar10_resnet56': lambda: cifar10('resnet56'),
                           'cifar10_wrn_28_10': cifar10_wrn_28_10},
-                 default='digits_cnn')()
+                 default='digits_cnn')

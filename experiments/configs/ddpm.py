@@ -17,20 +17,17 @@ Presets:
 
 import ml_collections
 
-from jaxpapers.train.cli import presets
+from experiments.configs import select
 
 
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  # `jaxpapers.diffusion.unet.UNet` arguments; `learn_sigma` comes from `diffusion.learn_sigma`.
+  # A zoo U-Net (`jaxpapers/diffusion/unet.py`); `learn_sigma` comes from `diffusion.learn_sigma`.
   # The digits are used at their native 8x8: upsampling adds no information for the model to learn
   # and would cost 4x the compute per doubling, and the fixed classifier that scores the samples
-  # (jaxpapers/metrics/sample_quality.py) reads 8x8 images. Two resolutions (8, 4), attention at
-  # 4x4.
-  c.model = ml_collections.ConfigDict(dict(
-      ch=32, ch_mult=(1, 2), num_res_blocks=2, attn_resolutions=(4,), dropout=0.1, num_heads=1,
-      num_groups=8, scale_shift_norm=False))
+  # (jaxpapers/evaluators/sample_quality.py) reads 8x8 images.
+  c.model = ml_collections.ConfigDict(dict(name='ddpm_digits'))
   c.diffusion = ml_collections.ConfigDict(dict(
       num_timesteps=1000,
       schedule='linear',  # linear (DDPM: beta_start..beta_end) | cosine (Improved DDPM eq. 17)
@@ -40,23 +37,24 @@ def base() -> ml_collections.ConfigDict:
   ))
   c.data = ml_collections.ConfigDict(dict(
       name='sklearn_digits', data_dir='', train_split='train', eval_split='test',
+      preprocess='image_generation',  # images in [-1, 1]
       in_memory=True,  # decode the whole dataset once (for small datasets)
-      random_flip=False,  # horizontal flips (CIFAR-10; not digits: a mirrored 2 is no digit)
+      augment=dict(random_flip=False),  # flips for CIFAR-10; not digits: a mirrored 2 is no digit
   ))
   c.optim = ml_collections.ConfigDict(dict(
       name='adam', learning_rate=1e-3, schedule='cosine', warmup_steps=200, grad_clip_norm=1.0))
   # The paper's 0.9999 averages over ~10k steps, longer than the whole CPU run; 0.999 leaves the
   # initial weights a share of e^-4 after 4,000 steps.
   c.ema_decay = 0.999
-  # Sample grids after each evaluation: the one-scan ancestral sampler on the EMA parameters.
+  # The sampler of the evaluators' `sample` function: ancestral sampling on the EMA parameters.
   c.sample = ml_collections.ConfigDict(dict(
-      num_images=100,
       steps=0,  # 0: all num_timesteps steps; S: the evenly strided S steps (Improved DDPM sec. 4)
       variance='fixed_large',  # fixed_large (beta, DDPM's CIFAR-10 choice) | fixed_small (beta~)
       clip_denoised=True,  # clip the x_0 estimate to [-1, 1] at every step, as DDPM's sampler does
-      seed=0,  # the same noise at every evaluation, so grids show the progress of training
-      grid_scale=4,  # PNG pixels per image pixel
   ))
+  # A sample grid after each evaluation, from the same noise each time (so grids show progress).
+  c.evals = ml_collections.ConfigDict(dict(
+      samples=dict(type='sample_grid', fn='sample', num_images=100, seed=0, scale=4)))
   c.train = ml_collections.ConfigDict(dict(
       steps=4000, batch_size=128, log_every=100, eval_every=2000, checkpoint_every=500,
       max_to_keep=2))
@@ -72,13 +70,12 @@ def digits_hybrid() -> ml_collections.ConfigDict:
 
 def cifar10() -> ml_collections.ConfigDict:
   c = base()
-  # The `ddpm_cifar10` zoo preset: 35,746,307 parameters.
-  c.model.update(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
-                 dropout=0.1, num_heads=1, num_groups=32, scale_shift_norm=False)
-  c.data.update(name='cifar10', in_memory=False, random_flip=True)
+  c.model.name = 'ddpm_cifar10'  # 35,746,307 parameters
+  c.data.update(name='cifar10', in_memory=False)
+  c.data.augment.random_flip = True
   c.optim.update(learning_rate=2e-4, schedule='constant', warmup_steps=5000, grad_clip_norm=1.0)
   c.ema_decay = 0.9999
-  c.sample.update(num_images=64, grid_scale=2)
+  c.evals.samples.update(num_images=64, scale=2)
   c.train.update(steps=800_000, batch_size=128, log_every=1000, eval_every=50_000,
                  checkpoint_every=10_000, max_to_keep=3)
   return c
@@ -86,9 +83,7 @@ def cifar10() -> ml_collections.ConfigDict:
 
 def iddpm_cifar10() -> ml_collections.ConfigDict:
   c = cifar10()
-  # The `iddpm_cifar10` zoo preset: 52,546,438 parameters.
-  c.model.update(num_res_blocks=3, attn_resolutions=(16, 8), dropout=0.3, num_heads=4,
-                 scale_shift_norm=True)
+  c.model.name = 'iddpm_cifar10'  # 52,546,438 parameters
   c.diffusion.update(num_timesteps=4000, schedule='cosine', learn_sigma=True)
   c.optim.update(learning_rate=1e-4, warmup_steps=0, grad_clip_norm=0.0)
   c.sample.variance = 'learned_range'
@@ -98,15 +93,15 @@ def iddpm_cifar10() -> ml_collections.ConfigDict:
 
 def tiny() -> ml_collections.ConfigDict:
   c = base()
-  # One resolution and only the middle attention block: few layers, so it compiles quickly.
-  c.model.update(ch=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), num_groups=4)
+  c.model.name = 'ddpm_tiny'  # few layers, so it compiles quickly
   c.optim.warmup_steps = 2
   c.ema_decay = 0.9
-  c.sample.update(num_images=8, steps=5, grid_scale=2)
+  c.sample.steps = 5
+  c.evals.samples.update(num_images=8, scale=2)
   c.train.update(steps=6, batch_size=16, log_every=3, eval_every=6, checkpoint_every=6)
   return c
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  return presets(preset, {'digits': base, 'digits_hybrid': digits_hybrid, 'cifar10': cifar10,
-                          'iddpm_cifar10': iddpm_cifar10, 'tiny': tiny}, default='digits')()
+  return select(preset, {'digits': base, 'digits_hybrid': digits_hybrid, 'cifar10': cifar10,
+                          'iddpm_cifar10': iddpm_cifar10, 'tiny': tiny}, default='digits')

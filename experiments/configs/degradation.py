@@ -22,13 +22,13 @@ Settings, and where they come from:
 import ml_collections
 
 from experiments.configs import classify
-from jaxpapers.train.cli import presets
+from experiments.configs import select
 
 
 def distorted_digits() -> ml_collections.ConfigDict:
   c = classify.base()  # Each network runs as an experiments.classify config with `model` set.
   c.models = 'plain20,plain56,resnet20,resnet56'  # comma-separated zoo names, the figure's curves
-  c.data.random_crop_padding = 0  # The distortion below translates already.
+  c.data.augment.random_crop_padding = 0  # The distortion below translates already.
   c.distortion = ml_collections.ConfigDict(dict(
       rotation_degrees=20.0,  # uniform in [-r, r]
       scale=0.15,  # isotropic zoom, uniform in [1 - s, 1 + s]
@@ -53,5 +53,5 @@ def tiny() -> ml_collections.ConfigDict:
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  return presets(preset, {'distorted_digits': distorted_digits, 'tiny': tiny},
-                 default='distorted_digits')()
+  return select(preset, {'distorted_digits': distorted_digits, 'tiny': tiny},
+                 default='distorted_digits')

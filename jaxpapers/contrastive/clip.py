@@ -376,20 +376,6 @@ def sharded_clip_loss(mesh: Mesh, axis_name: str = 'data'):
                        in_specs=(P(axis_name), P(axis_name), P()), out_specs=P(), check_vma=False)
 
 
-def zero_shot_classifier(class_text_features: Array) -> Array:
-  """[templates, classes, d] text embeddings -> [classes, d] unit class vectors.
-
-  The prompt ensemble of section 3.1.4: each template's embedding is normalised, the templates are
-  averaged, and the average is normalised again (with one template this is just normalisation).
-  """
-  return l2_normalize(l2_normalize(class_text_features).mean(axis=0))
-
-
-def zero_shot_logits(image_features: Array, classifier: Array) -> Array:
-  """Cosine similarity of each image embedding with each class vector: [N, classes]."""
-  return l2_normalize(image_features) @ classifier.T
-
-
 # openai's released configurations (clip/__init__.py `_MODELS`, shapes read by `build_model`).
 _PRESETS = {
     'clip_rn50': dict(embed_dim=1024, vision_layers=(3, 4, 6, 3), vision_width=64, text_width=512,
@@ -425,3 +411,25 @@ for _name in _PRESETS:
                apply_kwargs={'train': False}, paper=_PAPER, reference_params=_COUNTS[_name],
                reference_source=f'openai/CLIP {_OPENAI_NAMES[_name]}, model.parameters() '
                                 '(closed form in the module docstring)')
+
+# Small towers for the offline captioned shapes (32x32 images, experiments/configs/clip.py), with
+# the word tokenizer's 31 tokens and a 16-token context (the longest caption is 12 tokens with its
+# start and end); heads 64 wide as openai's width / 64 where the width allows. `_tiny` ones are
+# for tests.
+_SHAPES = dict(vocab_size=31, context_length=16)
+_SHAPES_PRESETS = {
+    'clip_shapes_vit': dict(embed_dim=128, vision_layers=4, vision_width=128, vision_patch_size=8,
+                            vision_heads=2, text_width=128, text_layers=4, text_heads=2),
+    # 32 * 16 / 64 = 8 heads over the 512-wide final feature map, as openai's ResNets.
+    'clip_shapes_resnet': dict(embed_dim=128, vision_layers=(1, 1, 1, 1), vision_width=16,
+                               vision_heads=8, text_width=128, text_layers=4, text_heads=2),
+    'clip_shapes_tiny': dict(embed_dim=16, vision_layers=1, vision_width=16, vision_patch_size=8,
+                             vision_heads=2, text_width=16, text_layers=1, text_heads=2),
+    'clip_shapes_tiny_resnet': dict(embed_dim=16, vision_layers=(1, 1, 1, 1), vision_width=8,
+                                    vision_heads=2, text_width=16, text_layers=1, text_heads=2),
+}
+for _name, _kwargs in _SHAPES_PRESETS.items():
+  zoo.register(_name, functools.partial(CLIP, **_SHAPES, **_kwargs),
+               inputs=_inputs(32, _SHAPES['context_length']), apply_kwargs={'train': False},
+               paper=_PAPER, reference_params=None,
+               reference_source='project preset for the offline captioned shapes')

@@ -102,7 +102,7 @@ class InceptionA(nn.Module):
 class ReductionA(nn.Module):
   """Figure 7 (35x35 -> 17x17) with Table 1's k, l, m, n."""
   k: int = 192
-  l: int = 224
+  l: int = 224  # noqa: E741  (the paper's name)
   m: int = 256
   n: int = 384
 

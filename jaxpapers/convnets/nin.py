@@ -16,7 +16,8 @@ cifar10_nin.prototxt), which this follows layer for layer:
 every convolution has a bias and a ReLU (the class maps too). Caffe's pools round the output size
 up (32 -> 16 -> 8) and average only over the input inside each window (`layers.pool`, ceil_mode).
 The sec. 4.1 text says every mlpconv layer is followed by max pooling; the released model averages
-in the second pool. The paper states no parameter count; from the model's layer sizes: 14,592 + 30,880 + 15,456 + 460,992 + 37,056 + 37,056 + 331,968 + 37,056 + 1,930 = 966,986.
+in the second pool. The paper states no parameter count; from the model's layer sizes:
+14,592 + 30,880 + 15,456 + 460,992 + 37,056 + 37,056 + 331,968 + 37,056 + 1,930 = 966,986.
 
 Departure: initialisation is He normal (fan-out, He et al. 2015, arXiv:1502.01852) instead of the
 prototxt's hand-set Gaussian standard deviations.

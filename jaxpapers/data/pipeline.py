@@ -16,6 +16,7 @@ the offline datasets of this package (`OFFLINE_BUILDERS`) are built on first use
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Callable, Iterator, Mapping
 
@@ -143,10 +144,69 @@ def _process(index: int | None, count: int | None) -> tuple[int, int]:
           jax.process_count() if count is None else count)
 
 
-def image_classification_preprocess(image_key: str = 'image',
-                                    label_key: str = 'label') -> Callable[[Example], Example]:
-  """uint8 images -> float32 in [0, 1]; integer labels as int32."""
-  def preprocess(ex: Mapping[str, Any]) -> Example:
-    return {'image': np.asarray(ex[image_key], np.float32) / 255.0,
-            'label': np.int32(ex[label_key])}
-  return preprocess
+def image_classification_preprocess(ex: Mapping[str, Any]) -> Example:
+  """uint8 images -> float32 in [0, 1]; integer labels as int32; other features dropped."""
+  return {'image': np.asarray(ex['image'], np.float32) / 255.0, 'label': np.int32(ex['label'])}
+
+
+def image_generation_preprocess(ex: Mapping[str, Any]) -> Example:
+  """uint8 images -> float32 in [-1, 1], the range generative models work in; labels kept."""
+  out = {'image': np.asarray(ex['image'], np.float32) / 127.5 - 1.0}
+  if 'label' in ex:
+    out['label'] = np.int32(ex['label'])
+  return out
+
+
+# What `config.data.preprocess` can name.
+PREPROCESSORS: dict[str, Callable[[Mapping[str, Any]], Example]] = {
+    'image_classification': image_classification_preprocess,
+    'image_generation': image_generation_preprocess,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  """A run's training and evaluation sources and how each example is prepared.
+
+  `Experiment.train_data` / `eval_data` read this by default (`experiment.data`), so an experiment
+  only says where its examples come from: `from_config` for a TFDS dataset, or `Splits(train=...,
+  eval=...)` over sources it generates (synthetic tasks, corpora: any object with len and
+  __getitem__ returning dicts of arrays).
+  """
+  train: Any
+  eval: Any = None
+  preprocess: Callable[[Example], Example] | None = None
+  info: Any = None  # tfds.core.DatasetInfo for TFDS datasets
+
+  def example(self) -> Example:
+    """The first training example as the model sees it (after preprocessing)."""
+    example = self.train[0]
+    return self.preprocess(example) if self.preprocess else dict(example)
+
+  def train_batches(self, global_batch_size: int, seed: int) -> grain.DatasetIterator:
+    return train_batches(self.train, global_batch_size=global_batch_size, seed=seed,
+                         preprocess=self.preprocess)
+
+  def eval_batches(self, global_batch_size: int) -> Iterator[Example] | None:
+    if self.eval is None:
+      return None
+    return eval_batches(self.eval, global_batch_size=global_batch_size, preprocess=self.preprocess)
+
+
+def from_config(config: Mapping[str, Any]) -> Splits:
+  """The splits a `config.data` names: name, data_dir ('' for TFDS_DATA_DIR), train_split,
+  eval_split, preprocess (a key of `PREPROCESSORS`), in_memory (decode every example once: for
+  small datasets, where decoding dominates). Other keys (e.g. `augment`) belong to the experiment.
+  """
+  if config['preprocess'] not in PREPROCESSORS:
+    raise ConfigError(f'config.data.preprocess={config["preprocess"]!r}; valid: '
+                      f'{", ".join(PREPROCESSORS)}')
+  preprocess = PREPROCESSORS[config['preprocess']]
+  directory = config.get('data_dir') or None
+  train, evaluation = (load_source(config['name'], split, directory)
+                       for split in (config['train_split'], config['eval_split']))
+  info = train.dataset_info
+  if config.get('in_memory'):
+    train, evaluation = in_memory(train, preprocess), in_memory(evaluation, preprocess)
+    preprocess = None
+  return Splits(train=train, eval=evaluation, preprocess=preprocess, info=info)

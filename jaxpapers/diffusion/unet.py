@@ -202,3 +202,22 @@ zoo.register(
     reference_source=('none published; architecture from the openai/improved-diffusion README '
                       'flags for unconditional CIFAR-10 (L_hybrid, cosine schedule)'),
     apply_kwargs={'train': False})
+
+# The CPU reproductions' networks on the offline 8x8 digits (experiments/configs/ddpm.py): two
+# resolutions (8, 4) with attention at 4x4; and a one-resolution U-Net with only the middle
+# attention block, for tests (few layers, so it compiles quickly).
+_DIGITS = 'project preset for the offline 8x8 digits; no published figure'
+zoo.register(
+    'ddpm_digits',
+    lambda: UNet(ch=32, ch_mult=(1, 2), num_res_blocks=2, attn_resolutions=(4,), dropout=0.1,
+                 num_groups=8),
+    inputs=_unet_inputs(8, 1),
+    paper='Denoising Diffusion Probabilistic Models (Ho, Jain, Abbeel 2020, arXiv:2006.11239)',
+    reference_params=None, reference_source=_DIGITS, apply_kwargs={'train': False})
+zoo.register(
+    'ddpm_tiny',
+    lambda: UNet(ch=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), dropout=0.1,
+                 num_groups=4),
+    inputs=_unet_inputs(8, 1),
+    paper='Denoising Diffusion Probabilistic Models (Ho, Jain, Abbeel 2020, arXiv:2006.11239)',
+    reference_params=None, reference_source=_DIGITS + ' (tests)', apply_kwargs={'train': False})

@@ -65,15 +65,26 @@ def load_params(workdir: str, step: int | None = None) -> Any:
 
   Works whatever topology the run was saved from (8 devices, 2 processes, a TPU pod).
   """
+  return _load_state(workdir, step)['params']
+
+
+def load_variables(workdir: str, step: int | None = None) -> dict[str, Any]:
+  """A single-model run's Flax variables, {'params': ..., plus its model state (batch_stats...)}."""
+  state = _load_state(workdir, step)
+  return {'params': state['params'], **(state.get('model_state') or {})}
+
+
+def _load_state(workdir: str, step: int | None) -> dict[str, Any]:
+  """The saved state tree of a run as NumPy arrays (nested dicts)."""
   directory = checkpoint_directory(workdir)
   manager = ocp.CheckpointManager(directory)
   step = manager.latest_step() if step is None else step
   manager.close()
   if step is None:
-    raise CheckpointError(f'no checkpoint in {directory}')
+    raise CheckpointError(f'no checkpoint in {directory}: train the run first')
   path = f'{directory}/{step}/state'
   checkpointer = ocp.StandardCheckpointer()
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                         checkpointer.metadata(path).item_metadata.tree)
-  return jax.device_get(checkpointer.restore(path, target)['params'])
+  return jax.device_get(checkpointer.restore(path, target))

@@ -15,8 +15,9 @@ import importlib.util
 import logging as logging_std
 import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
+import jax
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -34,14 +35,6 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of pr
                                    'on TPU VMs, where it is discovered).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run (not needed on TPU VMs).')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process (not needed on TPU VMs).')
-
-
-def presets(preset: str | None, table: dict[str, object], default: str):
-  """Looks `preset` up in a config file's table of named presets, with a clear error."""
-  preset = preset or default
-  if preset not in table:
-    raise ConfigError(f'unknown preset {preset!r}; valid presets: {", ".join(table)}')
-  return table[preset]
 
 
 def check_overrides(argv: Sequence[str]) -> None:
@@ -89,6 +82,15 @@ class _OwnInfoOnly(logging_std.Filter):
 
 def run(experiment_class: type[Experiment]) -> None:
   """The `main` of an experiment module: parse flags, start the processes, train and evaluate."""
+  run_program(lambda config, workdir, mesh: train_and_evaluate(experiment_class(config, mesh),
+                                                               workdir))
+
+
+def run_program(program: Callable[[ml_collections.ConfigDict, str, jax.sharding.Mesh], dict]
+                ) -> None:
+  """The `main` of an experiment that is not one training loop (several runs, then a figure):
+  `program(config, workdir, mesh)` gets the same flags, processes, logging and one-line errors as
+  `run`, and returns its results (logged at the end)."""
 
   def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
@@ -100,8 +102,7 @@ def run(experiment_class: type[Experiment]) -> None:
     if _MULTIHOST.value:
       devices.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     try:
-      experiment = experiment_class(_CONFIG.value, devices.make_mesh())
-      results = train_and_evaluate(experiment, _WORKDIR.value)
+      results = program(_CONFIG.value, _WORKDIR.value, devices.make_mesh())
     except UserError as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2 if isinstance(e, ConfigError) else 1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import signal
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -28,12 +28,12 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from jaxpapers import evaluators as evaluators_lib
 from jaxpapers.data import pipeline
-from jaxpapers.errors import NonFiniteLossError
+from jaxpapers.errors import ConfigError, NonFiniteLossError
 from jaxpapers.train import checkpoint as checkpoint_lib
 from jaxpapers.train import devices
 from jaxpapers.train import metrics as metrics_lib
-from jaxpapers.train.state import TrainState
 
 Batch = dict[str, Any]
 Metrics = dict[str, jax.Array]
@@ -42,58 +42,47 @@ Metrics = dict[str, jax.Array]
 class Experiment(abc.ABC):
   """What a paper's experiment supplies to the loop. Every method but the data ones is pure.
 
-  The loop reads `config.seed` and `config.train` (steps, batch_size, log_every, eval_every,
-  checkpoint_every, max_to_keep); the rest of the config belongs to the experiment.
+  The loop reads `config.seed`, `config.train` (steps, batch_size, log_every, eval_every,
+  checkpoint_every, max_to_keep) and `config.evals` (the evaluators run after each evaluation,
+  `jaxpapers.evaluators`); the rest of the config belongs to the experiment. Its data is
+  `self.data`, a `pipeline.Splits` (`pipeline.from_config(config.data)` for a TFDS dataset), which
+  the default `train_data` / `eval_data` batch; an experiment overrides them only to feed the loop
+  something else.
   """
+  data: pipeline.Splits | None = None
 
   def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
     self.config = config
     self.mesh = mesh
 
   @abc.abstractmethod
-  def init(self, rng: jax.Array) -> TrainState:
-    """The initial train state from a PRNG key (traced once; its outputs are created sharded)."""
+  def init(self, rng: jax.Array) -> Any:
+    """The initial state (a TrainState or GameState) from a PRNG key (traced once; its outputs are
+    created sharded)."""
 
   @abc.abstractmethod
-  def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+  def train_step(self, state: Any, batch: Batch) -> tuple[Any, Metrics]:
     """One update on a global batch; metrics are scalars averaged over the batch, `loss` among them."""
 
-  def eval_step(self, state: TrainState, batch: Batch) -> Metrics:
+  def eval_step(self, state: Any, batch: Batch) -> Metrics:
     """Sums over one eval batch weighted by `batch['mask']`, with the number of examples as `count`."""
     raise NotImplementedError(f'{type(self).__name__} has eval data but no eval_step')
 
-  @abc.abstractmethod
+  def evaluation_fns(self) -> dict[str, Callable[..., Any]]:
+    """Named functions of the state that `config.evals` evaluators use (see jaxpapers.evaluators):
+    e.g. 'sample': (state, key, num) -> images in [0, 1]; 'image_features': (state, images) -> [N, D].
+    """
+    return {}
+
   def train_data(self) -> Any:
     """An iterator of this process's slices of global batches with get_state()/set_state()."""
+    if self.data is None:
+      raise NotImplementedError(f'{type(self).__name__} sets no `data` and overrides no train_data')
+    return self.data.train_batches(self.config.train.batch_size, self.config.seed)
 
   def eval_data(self) -> Iterable[Batch] | None:
     """A fresh pass over the eval set (this process's slices, with `mask`), or None for no eval."""
-    return None
-
-  def after_eval(self, state: TrainState, step: int, workdir: str) -> dict[str, float]:
-    """Extra evaluation on the host after each eval (sample grids, zero-shot, ...); returns metrics."""
-    del state, step, workdir
-    return {}
-
-
-
-class InMemoryExperiment(Experiment):
-  """An experiment whose splits are random-access sources it builds itself (synthetic tasks,
-  corpora, generated sets): `__init__` sets `self.train_source` and `self.eval_source` (or leaves
-  the latter None). Shuffling, per-process slices, batching and the iterator position saved with
-  each checkpoint are then the shared pipeline's.
-  """
-  train_source: Any
-  eval_source: Any = None
-
-  def train_data(self) -> Any:
-    return pipeline.train_batches(self.train_source, global_batch_size=self.config.train.batch_size,
-                                  seed=self.config.seed)
-
-  def eval_data(self) -> Iterable[Batch] | None:
-    if self.eval_source is None:
-      return None
-    return pipeline.eval_batches(self.eval_source, global_batch_size=self.config.train.batch_size)
+    return None if self.data is None else self.data.eval_batches(self.config.train.batch_size)
 
 
 def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
@@ -105,9 +94,13 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
   devices.local_batch_size(tc.batch_size, mesh)  # Fails early, with a clear message, on a bad size.
 
   rng = jax.random.PRNGKey(config.seed)
+  try:
+    abstract_state = jax.eval_shape(experiment.init, rng)
+  except (ValueError, TypeError) as e:  # e.g. a model override that its layers reject
+    reason = (str(e).strip().splitlines() or [''])[0]
+    raise ConfigError(f'cannot build the initial state ({type(e).__name__}: {reason})') from e
   abstract_state = jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
-      jax.eval_shape(experiment.init, rng))
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract_state)
   checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=tc.max_to_keep)
   data = experiment.train_data()
   if checkpointer.latest_step() is not None:
@@ -120,6 +113,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
 
   step_fn = _compile_train_step(experiment, abstract_state, mesh)
   eval_fn = _compile_eval_step(experiment)
+  evaluators = evaluators_lib.build(config.get('evals'), experiment.evaluation_fns(), mesh)
   metric_shapes = accumulator = None
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(start_step, tc.steps)
@@ -156,11 +150,11 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
                         'resume', step, checkpointer.directory)
         return {'preempted_at_step': step}
       if (tc.eval_every and step % tc.eval_every == 0) or is_last:
-        eval_metrics = _evaluate(experiment, eval_fn, state, step, workdir)
+        eval_metrics = _evaluate(experiment, eval_fn, evaluators, state, step, writer)
         writer.scalars(step, eval_metrics, prefix='eval/')
         progress.restart(step)
     if step == start_step:  # Relaunched after the run had finished: report its final evaluation.
-      eval_metrics = _evaluate(experiment, eval_fn, state, step, workdir)
+      eval_metrics = _evaluate(experiment, eval_fn, evaluators, state, step, writer)
   finally:
     checkpointer.wait()
     checkpointer.close()
@@ -179,9 +173,10 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
   return results
 
 
-def _evaluate(experiment: Experiment, eval_fn, state: TrainState, step: int,
-              workdir: str) -> dict[str, float]:
-  """Sums `eval_step` over the eval set on the device, then divides by the example count."""
+def _evaluate(experiment: Experiment, eval_fn, evaluators, state: Any, step: int,
+              writer: metrics_lib.MetricWriter) -> dict[str, float]:
+  """Sums `eval_step` over the eval set on the device and divides by the example count; then runs
+  the config's evaluators, whose metrics are named `<evaluator>_<metric>`."""
   batches = experiment.eval_data()
   one_step_in_flight = devices.runs_collectives_on_host_threads(experiment.mesh)
   metrics: dict[str, float] = {}
@@ -197,7 +192,8 @@ def _evaluate(experiment: Experiment, eval_fn, state: TrainState, step: int,
     sums = _fetch(sums)
     count = float(sums.pop('count'))
     metrics = {k: float(v) / count for k, v in sums.items()}
-  metrics.update(experiment.after_eval(state, step, workdir))
+  for name, evaluator in evaluators.items():
+    metrics.update({f'{name}_{k}': v for k, v in evaluator(state, step, writer).items()})
   if metrics:
     logging.info('eval at step %d | %s', step, metrics_lib.format_metrics(metrics))
   return metrics
@@ -206,7 +202,7 @@ def _evaluate(experiment: Experiment, eval_fn, state: TrainState, step: int,
 def _compile_train_step(experiment: Experiment, abstract_state: Any, mesh: jax.sharding.Mesh):
   """jit of (state, batch, accumulator) -> (state, accumulator), with the metric bookkeeping fused."""
 
-  def step(state: TrainState, batch: Batch, accumulator: dict[str, Any]):
+  def step(state: Any, batch: Batch, accumulator: dict[str, Any]):
     new_state, metrics = experiment.train_step(state, batch)
     nonfinite = jnp.logical_not(jnp.isfinite(metrics['loss']))
     first = accumulator['first_nonfinite']

@@ -23,6 +23,7 @@ class MetricWriter:
   """
 
   def __init__(self, workdir: str):
+    self.workdir = str(workdir)
     self._active = jax.process_index() == 0
     self._tb = None
     self._jsonl = epath.Path(workdir) / 'metrics.jsonl'
@@ -39,6 +40,12 @@ class MetricWriter:
     record = {'step': step, 'prefix': prefix, 'metrics': {k: float(v) for k, v in scalars.items()}}
     with self._jsonl.open('a') as f:
       f.write(json.dumps(record) + '\n')
+
+  def image(self, step: int, name: str, image: np.ndarray) -> None:
+    """One [H, W, C] uint8 image (a sample grid, say) as a TensorBoard image."""
+    if self._active:
+      self._tb.add_image(name, image, step, dataformats='HWC')
+      self._tb.flush()
 
   def close(self) -> None:
     if self._tb is not None:
@@ -122,7 +129,8 @@ def image_grid(images: np.ndarray, num_rows: int | None = None, pad: int = 1) ->
   grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
   for i in range(n):
     r, col = divmod(i, cols)
-    grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = images[i]
+    top, left = pad + r * (h + pad), pad + col * (w + pad)
+    grid[top:top + h, left:left + w] = images[i]
   return grid
 
 

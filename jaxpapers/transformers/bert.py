@@ -239,3 +239,17 @@ zoo.register('bert_large', lambda: BertForPreTraining(BERT_LARGE), inputs=_bert_
              apply_kwargs={'train': False}, paper=_PAPER, reference_params=336_226_108,
              reference_source='Hugging Face BertForPreTraining, bert-large-uncased config '
                               '(BertModel 335,141,888 + heads; see module docstring)')
+
+# Byte-level pre-training on the offline corpus (experiments/configs/bert_mlm.py): BERT's
+# architecture at a CPU's size (4 layers of width 128; BERT_BASE is 12 of 768) over 256 bytes and
+# 4 special tokens; the experiment sets the sequence length. `_tiny` is for tests.
+_BYTES = 'project preset for the byte-level corpus of jaxpapers.data.text_corpus'
+zoo.register('bert_bytes_small', lambda: BertForPreTraining(BertConfig(
+    vocab_size=260, hidden_dim=128, num_layers=4, num_heads=4, mlp_dim=512, max_len=127)),
+             inputs=_bert_inputs(), apply_kwargs={'train': False}, paper=_PAPER,
+             reference_params=None, reference_source=_BYTES)
+zoo.register('bert_bytes_tiny', lambda: BertForPreTraining(BertConfig(
+    vocab_size=260, hidden_dim=16, num_layers=1, num_heads=2, mlp_dim=64, max_len=15,
+    dropout_rate=0.0, attention_dropout_rate=0.0)), inputs=_bert_inputs(),
+             apply_kwargs={'train': False}, paper=_PAPER, reference_params=None,
+             reference_source=_BYTES + ' (tests)')

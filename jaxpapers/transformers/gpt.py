@@ -272,3 +272,18 @@ for _size, _count in (('small', 124_439_808), ('medium', 354_823_168), ('large',
                apply_kwargs={'train': False}, paper=_GPT2, reference_params=_count,
                reference_source=f'Hugging Face gpt2{"" if _size == "small" else "-" + _size} '
                                 '(GPT2LMHeadModel, tied)')
+
+# The byte-level language model of experiments/configs/char_lm.py: GPT-2's architecture at a CPU's
+# size (4 layers of width 128, dropout 0.1 as GPT-2's released configuration); the experiment
+# sets the context. `_tiny` is for tests.
+_BYTES = 'project preset for the byte-level corpus of jaxpapers.data.text_corpus'
+zoo.register('gpt_bytes_small', functools.partial(
+    GPT, vocab_size=256, max_len=128, num_layers=4, num_heads=4, hidden_dim=128, mlp_dim=512,
+    pre_norm=True, scale_residual_init=True, dropout_rate=0.1, attention_dropout_rate=0.1),
+             inputs=_token_input(), apply_kwargs={'train': False}, paper=_GPT2,
+             reference_params=None, reference_source=_BYTES)
+zoo.register('gpt_bytes_tiny', functools.partial(
+    GPT, vocab_size=256, max_len=16, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=64,
+    pre_norm=True, scale_residual_init=True, dropout_rate=0.0, attention_dropout_rate=0.0),
+             inputs=_token_input(), apply_kwargs={'train': False}, paper=_GPT2,
+             reference_params=None, reference_source=_BYTES + ' (tests)')

@@ -370,3 +370,16 @@ for _name, _config, _count in (('transformer_base', TRANSFORMER_BASE, 63_082_496
                apply_kwargs={'train': False}, paper=_PAPER, reference_params=_count,
                reference_source='closed form with a 37,000-token shared vocabulary (section 5.1; '
                                 'Table 3 rounds to 65M / 213M; see module docstring)')
+
+# The synthetic transduction runs (experiments/configs/transformer.py): the base architecture
+# scaled to a CPU, 2 + 2 layers of width 128 (base: 6 + 6 of 512); the experiment sets the
+# vocabulary of its task (10 symbols and 3 specials by default). `_tiny` is for tests.
+_TASKS = 'project preset for the synthetic copy/reverse/sort tasks'
+zoo.register('transformer_small', functools.partial(Transformer, TransformerConfig(
+    vocab_size=13, d_model=128, num_heads=4, d_ff=512, num_encoder_layers=2,
+    num_decoder_layers=2, dropout_rate=0.1)), inputs=_inputs(), apply_kwargs={'train': False},
+             paper=_PAPER, reference_params=None, reference_source=_TASKS)
+zoo.register('transformer_tiny', functools.partial(Transformer, TransformerConfig(
+    vocab_size=7, d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1, num_decoder_layers=1,
+    dropout_rate=0.0)), inputs=_inputs(), apply_kwargs={'train': False}, paper=_PAPER,
+             reference_params=None, reference_source=_TASKS + ' (tests)')

@@ -93,17 +93,6 @@ def test_global_batch_loss_on_eight_devices_equals_one_device():
   assert local < expected - 0.5
 
 
-def test_zero_shot_ensemble_averages_normalised_embeddings():
-  features = RNG.standard_normal((3, 4, 5)).astype(np.float32)  # templates, classes, width
-  scaled = features * np.array([1.0, 10.0, 100.0], np.float32)[:, None, None]
-  expected = (features / np.linalg.norm(features, axis=-1, keepdims=True)).mean(0)
-  expected /= np.linalg.norm(expected, axis=-1, keepdims=True)
-  chex.assert_trees_all_close(clip.zero_shot_classifier(scaled), expected, rtol=1e-5, atol=1e-6)
-  logits = clip.zero_shot_logits(IMAGE_FEATURES[:, :5] * 3.0, expected)
-  chex.assert_shape(logits, (32, 4))
-  assert np.all(np.abs(logits) <= 1.0 + 1e-6)  # Cosine similarities.
-
-
 TINY = dict(embed_dim=12, vision_width=16, vocab_size=20, context_length=8, text_width=16,
             text_layers=1, text_heads=2, vision_heads=2)
 TOKENS = np.array([[18, 3, 4, 19, 0, 0, 0, 0],  # end of text (19, the highest id) at 3

@@ -21,7 +21,7 @@ def test_real_tfds_names_on_mock_data(tmp_path, name, shape):
   with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_CODE):
     source = pipeline.load_source(name, 'train', str(tmp_path))
     batches = pipeline.train_batches(source, global_batch_size=8, seed=0,
-                                     preprocess=pipeline.image_classification_preprocess())
+                                     preprocess=pipeline.image_classification_preprocess)
     batch = next(batches)
   assert batch['image'].shape == (8, *shape) and batch['image'].dtype == np.float32
   assert 0.0 <= batch['image'].min() and batch['image'].max() <= 1.0
@@ -56,8 +56,8 @@ def test_process_slices_make_up_the_single_process_batch():
 
 
 def test_iterator_state_resumes_at_the_exact_batch():
-  augment = lambda ex, rng: {**ex, 'noise': rng.normal(size=3)}  # noqa: E731
-  make = lambda: pipeline.train_batches(SOURCE, global_batch_size=4, seed=1, augment=augment)  # noqa: E731
+  augment = lambda ex, rng: {**ex, 'noise': rng.normal(size=3)}
+  make = lambda: pipeline.train_batches(SOURCE, global_batch_size=4, seed=1, augment=augment)
   reference = list(itertools.islice(make(), 7))
   interrupted = make()
   for _ in range(3):

@@ -27,7 +27,7 @@ def _uniform(seed, shape):
 def test_tables_are_float32_and_posterior_matches_closed_forms():
   posterior = process.posterior_coefficients(BETAS)
   assert set(posterior) <= set(COEFS)
-  for name, table in COEFS.items():
+  for table in COEFS.values():
     chex.assert_shape(table, (1000,))
     chex.assert_type(table, jnp.float32)
   # Eqs. 6-7 transcribed step by step, with alpha_bar_0 = 1.

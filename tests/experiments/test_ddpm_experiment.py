@@ -8,9 +8,9 @@ from PIL import Image
 
 from experiments import ddpm
 from experiments.configs import ddpm as configs
-from jaxpapers import zoo
+from jaxpapers import evaluators, zoo
 from jaxpapers.errors import ConfigError
-from jaxpapers.train import devices, loop
+from jaxpapers.train import devices, loop, metrics
 
 
 def tiny_config(data_dir, preset='tiny'):
@@ -49,8 +49,13 @@ def test_tiny_run_trains_evaluates_and_samples_from_the_ema(digits_dir, tmp_path
   other = jax.device_put(jax.tree.map(lambda s: _random(rng, s), abstract_state.params),
                          devices.replicated(mesh))
 
+  grid_evaluator = evaluators.build(experiment.config.evals, experiment.evaluation_fns(),
+                                    mesh)['samples']
+
   def grid_of(state, name):
-    experiment.after_eval(state, 0, str(tmp_path / name))
+    writer = metrics.MetricWriter(str(tmp_path / name))
+    grid_evaluator(state, 0, writer)
+    writer.close()
     return np.asarray(Image.open(tmp_path / name / 'samples' / 'step_0.png'))
 
   reference = grid_of(state, 'a')
@@ -68,9 +73,8 @@ def test_learned_variance_needs_its_sampler_variance(digits_dir):
 def test_cifar10_presets_are_the_papers_networks():
   for preset, zoo_name in (('cifar10', 'ddpm_cifar10'), ('iddpm_cifar10', 'iddpm_cifar10')):
     config = configs.get_config(preset)
-    network = zoo.build(zoo_name)
-    assert {k: getattr(network, k) for k in config.model} == dict(config.model)
-    assert network.learn_sigma == config.diffusion.learn_sigma
+    assert config.model.name == zoo_name
+    assert zoo.build(zoo_name).learn_sigma == config.diffusion.learn_sigma
   assert configs.get_config('iddpm_cifar10').diffusion.num_timesteps == 4000
 
 
@@ -78,8 +82,9 @@ def test_iddpm_cifar10_preset_runs_on_mock_cifar10(tmp_path):
   # The real-data path (TFDS source, on-device flips, L_hybrid, learned-variance sampling) with a
   # tiny network in place of the 52.5M one.
   config = tiny_config(str(tmp_path / 'tfds'), 'iddpm_cifar10')
-  config.model.update(configs.get_config('tiny').model)
-  config.sample.update(num_images=8, steps=5)
+  config.model.name = 'ddpm_tiny'
+  config.sample.steps = 5
+  config.evals.samples.num_images = 8
   config.train.update(steps=2, batch_size=16, log_every=1, eval_every=2, checkpoint_every=2)
   one_device = Mesh(np.asarray(jax.devices()[:1]), (devices.DATA_AXIS,))  # compiles faster
   with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):

@@ -10,6 +10,7 @@ from jax.sharding import Mesh
 
 from experiments import fast_weights
 from experiments.configs import fast_weights as configs
+from jaxpapers import zoo
 from jaxpapers.data import associative_retrieval as ar
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import checkpoint, devices, loop, metrics
@@ -71,7 +72,8 @@ def test_every_table1_preset_exists():
   for cell in ('fast_weights', 'irnn', 'lstm', 'associative_lstm'):
     for size in (20, 50, 100):
       config = configs.get_config(f'{cell}_r{size}')
-      assert (config.model.cell, config.model.hidden_size) == (cell, size)
+      model = zoo.build_from_config(config.model)
+      assert (model.cell, model.hidden_size, model.decay) == (cell, size, 0.95)
       assert (config.optim.name, config.train.batch_size) == ('adam', 128)
 
 

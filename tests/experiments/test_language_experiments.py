@@ -11,6 +11,7 @@ from experiments import bert_mlm, char_lm, transformer
 from experiments.configs import bert_mlm as bert_configs
 from experiments.configs import char_lm as char_configs
 from experiments.configs import transformer as transformer_configs
+from jaxpapers import zoo
 from jaxpapers.data import sequence_tasks, text_corpus
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import checkpoint, devices, loop, metrics, optim
@@ -52,7 +53,7 @@ def test_transformer_tiny_run_reports_teacher_forced_and_decoded_accuracy(tmp_pa
   np.testing.assert_allclose(results['eval']['token_accuracy'], correct[weights].mean(), rtol=1e-5)
 
 
-def test_transformer_presets_use_the_papers_optimiser_and_decoding():
+def test_transformer_presets_use_the_papers_optimiser_and_decoding(tmp_path):
   for task in sequence_tasks.TASKS:
     config = transformer_configs.get_config(task)
     assert config.data.task == task
@@ -62,14 +63,14 @@ def test_transformer_presets_use_the_papers_optimiser_and_decoding():
         4, 0.6, 0.1)
     # Eq. 3: lrate = d_model^-0.5 min(step^-0.5, step warmup^-1.5), steps counted from 1.
     schedule = optim.learning_rate_schedule(config.optim, config.train.steps)
-    d, warmup = config.model.d_model, config.optim.warmup_steps
+    d, warmup = zoo.build_from_config(config.model).config.d_model, config.optim.warmup_steps
     for step in (1, warmup // 2, warmup, 5 * warmup):
       np.testing.assert_allclose(schedule(step - 1),
                                  d ** -0.5 * min(step ** -0.5, step * warmup ** -1.5), rtol=1e-6)
   config = transformer_configs.get_config('tiny')
-  config.model.num_heads = 3
-  with pytest.raises(ConfigError, match='divisible'):
-    transformer.Transduction(config, devices.make_mesh())
+  config.model.num_heads = 3  # an override of the preset's d_model 16 that cannot work
+  with pytest.raises(ConfigError, match='cannot build the initial state.*divisible'):
+    loop.train_and_evaluate(transformer.Transduction(config, devices.make_mesh()), str(tmp_path))
 
 
 def test_char_lm_tiny_run_reports_bits_per_character_and_baselines(tmp_path):

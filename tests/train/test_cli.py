@@ -48,8 +48,8 @@ def error_line(result):
     ('--config.train.steps=abc', 'invalid literal for int()'),
     ('--config.train.batch_size=12', 'must be divisible by the number of devices (8)'),
     ('--config.optim.name=rmsprop', 'valid: sgd, momentum, adam, adamw'),
-    ('--config.model=lenet6', "config.model='lenet6': unknown zoo preset 'lenet6'; known presets:"),
-    ('--config.model=lenet5', "model 'lenet5' does not accept sklearn_digits images of shape (8, 8, 1)"),
+    ('--config.model.name=lenet6', "model name 'lenet6': unknown zoo preset 'lenet6'; known presets:"),
+    ('--config.model.name=lenet5', "model 'lenet5' does not accept sklearn_digits images of shape (8, 8, 1)"),
 ])
 def test_bad_config_gives_one_clear_line(tmp_path, override, expected):
   result = run(command(tmp_path, override))

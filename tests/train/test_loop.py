@@ -61,7 +61,7 @@ def test_eval_metrics_weight_out_padding(digits_dir, tmp_path):
   results = run(config, tmp_path)
   params = checkpoint.load_params(tmp_path)
   test = pipeline.load_source('sklearn_digits', 'test', digits_dir)
-  examples = [pipeline.image_classification_preprocess()(test[i]) for i in range(len(test))]
+  examples = [pipeline.image_classification_preprocess(test[i]) for i in range(len(test))]
   images = np.stack([e['image'] for e in examples])
   labels = np.array([e['label'] for e in examples])
   logits = classify.Classify(config, devices.make_mesh()).model.apply({'params': params}, images)
@@ -98,7 +98,7 @@ def test_corrupt_checkpoint_names_the_directory(digits_dir, tmp_path):
 def test_checkpoint_of_another_model_is_rejected_clearly(digits_dir, tmp_path):
   run(tiny_config(digits_dir, steps=10), tmp_path)
   config = tiny_config(digits_dir, steps=20)
-  config.model = 'digits_cnn'
+  config.model.name = 'digits_cnn'
   with pytest.raises(CheckpointError, match='different configuration'):
     run(config, tmp_path)
 

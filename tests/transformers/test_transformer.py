@@ -146,7 +146,7 @@ def _history_step(tables, beam_size):
 def _brute_force(tables, length, alpha, eos):
   """Every end-terminated sequence of up to `length` tokens, with its score, best first."""
   vocab, results = tables.shape[-1], []
-  for b, table in enumerate(tables):
+  for table in tables:
     scored = []
     for n in range(length):
       for body in itertools.product([t for t in range(vocab) if t != eos], repeat=n):

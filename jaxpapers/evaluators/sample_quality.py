@@ -9,9 +9,17 @@ Papers:
     Inception score exp(E_x KL(p(y | x) || p(y))), high when each image is classified confidently
     and the classes are diverse (`classifier_score`).
 
+`SampleQuality` is the evaluator (`config.evals` type `sample_quality`): after each evaluation it
+draws `num_samples` images with the experiment's `fn(state, key, num)`, and reports their Frechet
+distance to the reference split, the classifier score, and `classes_found`, how many classes the
+classifier's argmax gives to at least 1% of the samples (mode collapse shows as a low count). The
+fixed classifier is a trained run of any zoo classifier whose checkpoint is in
+`classifier_workdir` (e.g. `python -m experiments.classify
+--config=experiments/configs/classify.py:digits_cnn --workdir=runs/digits_classifier`).
+
 Departures: the features and class probabilities come from a small convnet trained on the real
-digits (`digits_cnn`, trained by `experiments/classify.py`; features are the input of its output
-layer, its penultimate activations) rather than Inception-v3 on ImageNet, so the numbers measure the
+digits (`digits_cnn`; features are the input of its output layer, its penultimate activations)
+rather than Inception-v3 on ImageNet, so the numbers measure the
 same things on this data but are not on the scale of published FID / IS values. The trace of the
 matrix square root is computed exactly from symmetric eigendecompositions in float64,
 Tr (C_r C_g)^(1/2) = sum_i sqrt(lambda_i(C_r^(1/2) C_g C_r^(1/2))), instead of `scipy.linalg.sqrtm`
@@ -27,6 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import special
+
+from jaxpapers import zoo
+from jaxpapers.evaluators.base import Evaluator, load_split
+from jaxpapers.train import checkpoint
 
 
 class Statistics(NamedTuple):
@@ -116,26 +128,34 @@ class Classifier:
             'classifier_score': classifier_score(probs)}
 
 
-def digits_classifier(workdir: str, data_dir: str | None = None) -> Classifier:
-  """The fixed digits classifier: `classify`'s digits_cnn preset, trained once, cached in `workdir`.
+def load_classifier(workdir: str, model_name: str) -> Classifier:
+  """The classifier trained in `workdir` (the latest checkpoint of a run of zoo model `model_name`)."""
+  return Classifier(zoo.build(model_name), jax.tree.map(jnp.asarray,
+                                                        checkpoint.load_variables(workdir)))
 
-  The first call trains it (about a minute on 2 CPU cores) with the project's loop; later calls
-  load the checkpoint.
-  """
-  # Imported here: the experiment pulls in the whole training stack, needed only to build the model
-  # and, once per workdir, to train it.
-  from experiments import classify
-  from experiments.configs import classify as classify_configs
-  from jaxpapers.train import checkpoint, devices, loop
 
-  config = classify_configs.get_config('digits_cnn')
-  config.data.data_dir = data_dir or ''
-  experiment = classify.Classify(config, devices.make_mesh())
-  checkpointer = checkpoint.Checkpointer(workdir)
-  finished = checkpointer.latest_step() == config.train.steps
-  checkpointer.close()
-  if not finished:
-    loop.train_and_evaluate(experiment, workdir)
-  params = checkpoint.load_params(workdir)
-  return Classifier(experiment.model, {'params': jax.tree.map(jnp.asarray, params)})
+class SampleQuality(Evaluator):
+  defaults = {'classifier_workdir': '', 'classifier_model': 'digits_cnn',
+              'dataset': 'sklearn_digits', 'split': 'train', 'data_dir': '', 'num_samples': 1000,
+              'batch_size': 500, 'seed': 1}
 
+  def __init__(self, config, fns, mesh):
+    super().__init__(config, fns, mesh)
+    c = self.config
+    self.classifier = load_classifier(c['classifier_workdir'], c['classifier_model'])
+    images = load_split(c['dataset'], c['split'], c['data_dir'], ('image',))['image']
+    self.reference = feature_statistics(self.classifier(images.astype(np.float32) / 255.0)[0])
+
+  def __call__(self, state, step, writer):
+    c = self.config
+    key = jax.random.PRNGKey(c['seed'])
+    chunks = []
+    for start in range(0, c['num_samples'], c['batch_size']):
+      chunks.append(np.asarray(jax.device_get(self.fn(state, jax.random.fold_in(key, start),
+                                                      c['batch_size']))))
+    images = np.concatenate(chunks)[:c['num_samples']]
+    features, probs = self.classifier(images)
+    counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
+    return {'frechet_distance': frechet_distance(feature_statistics(features), self.reference),
+            'classifier_score': classifier_score(probs),
+            'classes_found': float(np.sum(counts >= 0.01 * len(images)))}

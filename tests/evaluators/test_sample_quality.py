@@ -6,7 +6,7 @@ import pytest
 from scipy import linalg
 
 from jaxpapers.convnets import lenet
-from jaxpapers.metrics import sample_quality as sq
+from jaxpapers.evaluators import sample_quality as sq
 
 
 def _random_spd(rng, dim):
