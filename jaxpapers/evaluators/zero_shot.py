@@ -10,7 +10,8 @@ Config: `fn` is unused; the evaluator takes the experiment's `image_features` (s
 `TASKS` (the class names, templates and labels of a dataset); `splits`, {name: split}. Metrics
 `<split>_<label>` with the ensemble and `<split>_<label>_1t` with the first template alone;
 with the ensemble also `<split>_<attribute>` (e.g. the shape of the predicted colour-shape pair)
-and `<split>_<label>_among_<subset>` (argmax over a subset of the classes only).
+and `<split>_<label>_among_<subset>` (on the split's examples of a subset of the classes, the
+argmax over that subset only: the held-out pairs among themselves).
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ class ZeroShot(Evaluator):
         for attribute, (feature, of_class) in task.attributes.items():
           results[f'{name}_{attribute}'] = float(np.mean(of_class[predicted] == data[feature]))
         for subset, classes in task.subsets.items():
-          among = np.asarray(classes)[logits[:, classes].argmax(axis=1)]
-          results[f'{name}_{task.label_name}_among_{subset}'] = float(np.mean(among == labels))
+          inside = np.isin(labels, classes)  # only the examples of the subset's classes
+          if inside.any():
+            among = np.asarray(classes)[logits[inside][:, classes].argmax(axis=1)]
+            results[f'{name}_{task.label_name}_among_{subset}'] = float(np.mean(among == labels[inside]))
     return results
