@@ -19,6 +19,10 @@ def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.model = 'digits_cnn'  # any zoo classifier taking (images, train=...) -> logits
+  # Start a fresh run from saved variables (scripts/convert.py's output); paths matching the
+  # exclude regex, e.g. '^params/fc/' for a head with another class count, start fresh.
+  c.init_from = ''
+  c.init_from_exclude = ''
   c.data = ml_collections.ConfigDict(dict(
       name='sklearn_digits', data_dir='', train_split='train', eval_split='test',
       in_memory=True,  # decode the whole dataset once (for small datasets)

@@ -32,6 +32,7 @@ from jaxpapers.data import pipeline
 from jaxpapers.errors import NonFiniteLossError
 from jaxpapers.train import checkpoint as checkpoint_lib
 from jaxpapers.train import devices
+from jaxpapers.train import init_from
 from jaxpapers.train import metrics as metrics_lib
 from jaxpapers.train.state import TrainState
 
@@ -42,8 +43,9 @@ Metrics = dict[str, jax.Array]
 class Experiment(abc.ABC):
   """What a paper's experiment supplies to the loop. Every method but the data ones is pure.
 
-  The loop reads `config.seed` and `config.train` (steps, batch_size, log_every, eval_every,
-  checkpoint_every, max_to_keep); the rest of the config belongs to the experiment.
+  The loop reads `config.seed`, `config.train` (steps, batch_size, log_every, eval_every,
+  checkpoint_every, max_to_keep) and, where present, `config.init_from` and
+  `config.init_from_exclude` (see `init_from`); the rest of the config belongs to the experiment.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
@@ -116,6 +118,8 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
     logging.info('resumed from %s/%d', checkpointer.directory, checkpointer.latest_step())
   else:
     state = jax.jit(experiment.init, out_shardings=replicated)(rng)
+    if config.get('init_from'):
+      state = init_from.load_into(state, config.init_from, config.get('init_from_exclude', ''))
   start_step = int(_fetch(state.step))
 
   step_fn = _compile_train_step(experiment, abstract_state, mesh)
