@@ -54,7 +54,7 @@ def _path_name(path: tuple[Any, ...]) -> str:
 
 def counts(variables: Mapping[str, Any]) -> dict[str, int]:
   """Number of scalars in each collection."""
-  return {collection: sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(tree))
+  return {collection: sum(int(np.size(x)) for x in jax.tree.leaves(tree))
           for collection, tree in variables.items()}
 
 
@@ -127,7 +127,7 @@ def load_into(state: TrainState, directory: str, exclude: str = '') -> TrainStat
   origin = ' from '.join(str(info[k]) for k in ('preset', 'source') if k in info)
   logging.info('init_from %s%s: loaded %d arrays (%d scalars), %d initialised fresh (new or '
                'excluded), %d in the checkpoint unused', directory, f' ({origin})' if origin else '',
-               len(loaded), sum(int(np.prod(saved[p].shape)) for p in loaded), len(fresh),
+               len(loaded), sum(int(np.size(saved[p])) for p in loaded), len(fresh),
                len(unused))
   logging.info('init_from loaded: %s', ', '.join(loaded))
   if fresh:
