@@ -125,9 +125,9 @@ def load_into(state: TrainState, directory: str, exclude: str = '') -> TrainStat
     ema_params = _merge({'params': ema_params}, saved, pattern, directory)[0]['params']
   unused = sorted(set(saved) - set(loaded) - {p for p in saved if pattern and pattern.search(p)})
   origin = ' from '.join(str(info[k]) for k in ('preset', 'source') if k in info)
-  logging.info('init_from %s%s: loaded %d arrays (%d scalars), %d initialised fresh (new or '
+  logging.info('init_from %s%s: loaded %d arrays (%s scalars), %d initialised fresh (new or '
                'excluded), %d in the checkpoint unused', directory, f' ({origin})' if origin else '',
-               len(loaded), sum(int(np.size(saved[p])) for p in loaded), len(fresh),
+               len(loaded), f'{sum(int(np.size(saved[p])) for p in loaded):,}', len(fresh),
                len(unused))
   logging.info('init_from loaded: %s', ', '.join(loaded))
   if fresh:
