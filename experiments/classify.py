@@ -2,7 +2,9 @@
 
     python -m experiments.classify --config=experiments/configs/classify.py:digits_cnn --workdir=runs/digits
 
-Softmax cross-entropy, the optimiser of `config.optim`, accuracy and loss on the eval split;
+The model is `config.model` from the zoo, with a head for the dataset's number of classes where
+the preset has a `num_classes` field. Softmax cross-entropy, the optimiser of `config.optim`,
+accuracy and loss on the eval split;
 augmentation (random crops of the zero-padded image, horizontal flips) runs on the device. Models
 with batch statistics or dropout work unchanged: non-parameter variables are the state's
 `model_state`, and dropout draws from the per-step key.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
+from absl import logging
 
 from jaxpapers import zoo
 from jaxpapers.data import augment, pipeline
@@ -28,9 +31,15 @@ class Classify(Experiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
-    self.model = zoo.build_from_config(config.model)
     self.data = pipeline.from_config(config.data)
     self._num_classes = self.data.info.features['label'].num_classes
+    self.model = zoo.build_from_config(config.model)
+    if getattr(self.model, 'num_classes', self._num_classes) != self._num_classes:
+      # The data decides the head: an ImageNet preset fine-tuned on 10 classes gets a 10-way one
+      # (with `init_from_exclude` keeping the converted head out).
+      logging.info('%s: a %d-way head for %s', config.model.name, self._num_classes,
+                   config.data.name)
+      self.model = self.model.clone(num_classes=self._num_classes)
     self._image_shape = self.data.example()['image'].shape
     self._augment = augment.from_config(config.data.augment)
     self.tx = optim.make_optimizer(config.optim, config.train.steps)

@@ -20,6 +20,10 @@ def base() -> ml_collections.ConfigDict:
   c.seed = 0
   # Any zoo classifier taking (images, train=...) -> logits, with overrides of its fields.
   c.model = ml_collections.ConfigDict(dict(name='digits_cnn'))
+  # Start a fresh run from saved variables (scripts/convert.py's output); paths matching the
+  # exclude regex, e.g. '^params/fc/' for a head with another class count, start fresh.
+  c.init_from = ''
+  c.init_from_exclude = ''
   c.data = ml_collections.ConfigDict(dict(
       name='sklearn_digits', data_dir='', train_split='train', eval_split='test',
       preprocess='image_classification',

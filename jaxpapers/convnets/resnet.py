@@ -33,11 +33,12 @@ Papers and the parts followed:
     initialisation. `wrn_28_10` (dropout 0.3, the paper's WRN-28-10-dropout) has 36,479,194
     parameters, the paper's 36.5M.
     ImageNet wide bottlenecks (the paper's ImageNet WRN-50-2-bottleneck, torchvision's
-    `wide_resnet50_2`): ResNet-50 with the inner 1x1/3x3 widths doubled.
+    `wide_resnet50_2`, `wide_resnet101_2`): ResNet-50/101 with the inner 1x1/3x3 widths doubled.
   * Aggregated Residual Transformations for Deep Neural Networks (Xie et al. 2016,
     arXiv:1611.05431), sec. 3.3, Figure 3c and Table 1: the bottleneck's 3x3 convolution is grouped,
     C groups (the cardinality) of d channels in the first stage, doubling with each stage
-    (`resnext50_32x4d`: C = 32, d = 4).
+    (`resnext50_32x4d`: C = 32, d = 4; torchvision's `resnext101_32x8d`: ResNet-101's depths
+    with C = 32, d = 8).
 
 One bottleneck serves ResNet, WRN-50-2 and ResNeXt, as in torchvision: the inner width is
 int(planes * width_per_group / 64) * groups, with a grouped 3x3 convolution when groups > 1.
@@ -238,8 +239,12 @@ _IMAGENET = {
     'resnet152': (_RESNET, dict(stage_sizes=(3, 8, 36, 3), block='bottleneck'), 60_192_808),
     'wide_resnet50_2': (_WRN, dict(stage_sizes=(3, 4, 6, 3), block='bottleneck',
                                    width_per_group=128), 68_883_240),
+    'wide_resnet101_2': (_WRN, dict(stage_sizes=(3, 4, 23, 3), block='bottleneck',
+                                    width_per_group=128), 126_886_696),
     'resnext50_32x4d': (_RESNEXT, dict(stage_sizes=(3, 4, 6, 3), block='bottleneck', groups=32,
                                        width_per_group=4), 25_028_904),
+    'resnext101_32x8d': (_RESNEXT, dict(stage_sizes=(3, 4, 23, 3), block='bottleneck', groups=32,
+                                        width_per_group=8), 88_791_336),
 }
 for _name, (_paper, _kwargs, _count) in _IMAGENET.items():
   zoo.register(_name, lambda kwargs=_kwargs: ResNet(**kwargs), inputs=zoo.image_input(224, 224, 3),

@@ -33,6 +33,7 @@ from jaxpapers.data import pipeline
 from jaxpapers.errors import ConfigError, NonFiniteLossError
 from jaxpapers.train import checkpoint as checkpoint_lib
 from jaxpapers.train import devices
+from jaxpapers.train import init_from
 from jaxpapers.train import metrics as metrics_lib
 
 Batch = dict[str, Any]
@@ -43,11 +44,12 @@ class Experiment(abc.ABC):
   """What a paper's experiment supplies to the loop. Every method but the data ones is pure.
 
   The loop reads `config.seed`, `config.train` (steps, batch_size, log_every, eval_every,
-  checkpoint_every, max_to_keep) and `config.evals` (the evaluators run after each evaluation,
-  `jaxpapers.evaluators`); the rest of the config belongs to the experiment. Its data is
-  `self.data`, a `pipeline.Splits` (`pipeline.from_config(config.data)` for a TFDS dataset), which
-  the default `train_data` / `eval_data` batch; an experiment overrides them only to feed the loop
-  something else.
+  checkpoint_every, max_to_keep), `config.evals` (the evaluators run after each evaluation,
+  `jaxpapers.evaluators`) and, where present, `config.init_from` and `config.init_from_exclude`
+  (see `init_from`); the rest of the config belongs to the experiment. Its data is `self.data`, a
+  `pipeline.Splits` (`pipeline.from_config(config.data)` for a TFDS dataset), which the default
+  `train_data` / `eval_data` batch; an experiment overrides them only to feed the loop something
+  else.
   """
   data: pipeline.Splits | None = None
 
@@ -109,6 +111,8 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
     logging.info('resumed from %s/%d', checkpointer.directory, checkpointer.latest_step())
   else:
     state = jax.jit(experiment.init, out_shardings=replicated)(rng)
+    if config.get('init_from'):
+      state = init_from.load_into(state, config.init_from, config.get('init_from_exclude', ''))
   start_step = int(_fetch(state.step))
 
   step_fn = _compile_train_step(experiment, abstract_state, mesh)

@@ -159,7 +159,10 @@ def test_wrn_dropout_sits_between_the_convolutions_after_bn_relu():
     ('resnet50', (3, 3, 64, 64), (3, 3, 512, 512)),
     ('wide_resnet50_2', (3, 3, 128, 128), (3, 3, 1024, 1024)),
     # Cardinality 32: each group of 128 / 32 = 4 input channels feeds 4 outputs.
-    ('resnext50_32x4d', (3, 3, 4, 128), (3, 3, 32, 1024))])
+    ('resnext50_32x4d', (3, 3, 4, 128), (3, 3, 32, 1024)),
+    ('wide_resnet101_2', (3, 3, 128, 128), (3, 3, 1024, 1024)),
+    # 32 groups of 8 channels in the first stage: int(64 * 8 / 64) * 32 = 256 wide.
+    ('resnext101_32x8d', (3, 3, 8, 256), (3, 3, 64, 2048))])
 def test_bottleneck_3x3_widths_and_groups(name, first, last):
   params = zoo.abstract_variables(name)['params']
   assert params['layer1_0']['conv2']['kernel'].shape == first

@@ -4,12 +4,15 @@ The HF models are built from small configs (no download); every weight is redraw
 initialisation so the outputs are far from uniform and a misplaced weight shows.
 """
 
+import importlib.util
+import os
 import re
 
 import jax
 import numpy as np
 import pytest
 
+from jaxpapers import zoo
 from jaxpapers.transformers import bert, hf_convert
 
 torch = pytest.importorskip('torch')
@@ -106,3 +109,21 @@ def test_mismatched_checkpoints_fail_naming_the_problem():
     hf_convert.gpt2_params({k: v for k, v in state.items() if 'ln_f.weight' not in k})
   with pytest.raises(ValueError, match='tie'):
     hf_convert.gpt2_params({**state, 'lm_head.weight': torch.zeros(20, 8)})
+
+
+def test_convert_script_reads_a_saved_gpt2_small(tmp_path):
+  """`save_pretrained`'s model.safetensors (tied head left out) -> scripts/convert.py -> the
+  gpt2_small preset, giving HF's logits."""
+  path = os.path.join(os.path.dirname(__file__), '..', '..', 'scripts', 'convert.py')
+  spec = importlib.util.spec_from_file_location('convert_script', path)
+  convert = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(convert)
+  torch.manual_seed(0)
+  hf = transformers.GPT2LMHeadModel(transformers.GPT2Config()).eval()  # the gpt2 (small) config
+  hf.save_pretrained(tmp_path)
+  variables = convert.convert('huggingface', 'gpt2_small',
+                              convert.read_state_dict(str(tmp_path / 'model.safetensors')))
+  ids = np.random.default_rng(3).integers(0, 50257, (2, 8))
+  logits = jax.jit(zoo.build('gpt2_small').apply)(variables, ids.astype(np.int32))
+  with torch.no_grad():
+    _close(logits, hf(torch.tensor(ids)).logits)
