@@ -80,7 +80,7 @@ def convert(source: str, preset: str, state_dict: dict[str, np.ndarray]) -> dict
       raise UserError(f'no Hugging Face converter for {type(model).__name__} (preset {preset}); '
                       'supported: GPT-2, BERT and ViT presets')
   except (KeyError, ValueError, TypeError) as e:
-    raise UserError(f'{source} weights do not convert to {preset}: {e.args[0] if e.args else e}')
+    raise UserError(f'{source} weights do not convert to {preset}: {e.args[0] if e.args else e}') from e
   check_shapes(variables, zoo.abstract_variables(preset), preset)
   return variables
 
