@@ -61,7 +61,13 @@ def checkpoint_directory(workdir: str) -> str:
 
 
 def load_params(workdir: str, step: int | None = None) -> Any:
-  """The trained parameters of a run as NumPy arrays, for evaluation and analysis outside the loop.
+  """The trained parameters of a `TrainState` run as NumPy arrays (see `load_state`)."""
+  return load_state(workdir, step)['params']
+
+
+def load_state(workdir: str, step: int | None = None) -> Any:
+  """The whole saved state of a run (a `TrainState` or `GameState`) as nested dicts of NumPy arrays,
+  for evaluation and analysis outside the loop.
 
   Works whatever topology the run was saved from (8 devices, 2 processes, a TPU pod).
   """
@@ -76,4 +82,4 @@ def load_params(workdir: str, step: int | None = None) -> Any:
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                         checkpointer.metadata(path).item_metadata.tree)
-  return jax.device_get(checkpointer.restore(path, target)['params'])
+  return jax.device_get(checkpointer.restore(path, target))
