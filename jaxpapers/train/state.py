@@ -7,17 +7,19 @@ optimiser state, model state, optional EMA/target copy) and named buffers (`jaxp
 It is one pytree like `TrainState`, so the loop compiles, shards, checkpoints and resumes it unchanged.
 
 The one pattern for updating several players: **one jitted train step is one round of the game**.
-`train_step` calls each player's update as plain Python (traced once, so each is compiled once into
-the step) and returns the state advanced by one step:
+`train_step` calls each player's update as plain Python (traced once, compiled once into the step)
+and ends with `state.advance()`, so the loop's step, logs and checkpoints count rounds:
 
 * alternating: update the critic, then compute the generator's loss against the updated critic;
 * simultaneous: take every player's gradients at the same parameters, then apply them all;
-* n critic updates per generator update (WGAN, WGAN-GP: n_critic = 5): the loop's global batch
-  holds n * B examples; `sub_batches(batch, n)` gives them a leading axis of n, and `jax.lax.scan`
-  runs the critic updates over it, then the generator updates once. Dropping the critic's update on
-  some steps with `lax.cond` or masks would recompile nothing either, but wastes a batch per skip
-  and lets the generator's updates count differ from the loop's step; the scan keeps one round =
-  one step.
+* n critic updates per generator update (WGAN, WGAN-GP: n_critic = 5): the global batch holds
+  n * B examples, `sub_batches(batch, n)` gives it a leading axis of n, and `jax.lax.scan` runs the
+  critic's updates over it before the generator's one. (Skipping the generator on n - 1 of every n
+  steps with `lax.cond` would also compile once, but would make a round n loop steps and compute
+  or mask a generator update that is thrown away.)
+
+The loop's guard reads `metrics['loss']`: report there a value that goes non-finite when any
+player diverges (the generator's loss, which every critic update feeds, or the sum of the losses).
 
     def train_step(self, state: GameState, batch):
       def critic_update(state, inputs):
@@ -39,7 +41,11 @@ the step) and returns the state advanced by one step:
       state = state.replace_player('generator', generator).advance()
       return state, {'loss': loss, 'critic_loss': critic_losses.mean()}
 
-`tests/train/game_experiment.py` runs both patterns on a game with a known equilibrium, and a
+Target networks are a player's `ema_params`: BYOL's target is the online player's, updated with
+`ema_decay=optim.ema_momentum_schedule(0.996, steps)(state.step)`; MoCo's key encoder is the query
+player's with `ema_decay=0.999`, its keys pushed into a `buffers.Queue` kept in `state.buffers`
+(`state.replace_buffer('queue', queue)`); CycleGAN's discriminators read their fakes through a
+`buffers.ImagePool` of 50. `tests/train/game_experiment.py` runs both patterns on a game with a known equilibrium, and a
 GAN-shaped state (BatchNorm statistics, an EMA generator, an image pool, a queue) through the CLI.
 """
 
