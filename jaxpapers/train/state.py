@@ -45,7 +45,9 @@ Target networks are a player's `ema_params`: BYOL's target is the online player'
 `ema_decay=optim.ema_momentum_schedule(0.996, steps)(state.step)`; MoCo's key encoder is the query
 player's with `ema_decay=0.999`, its keys pushed into a `buffers.Queue` kept in `state.buffers`
 (`state.replace_buffer('queue', queue)`); CycleGAN's discriminators read their fakes through a
-`buffers.ImagePool` of 50. `tests/train/game_experiment.py` runs both patterns on a game with a known equilibrium, and a
+`buffers.ImagePool` of 50.
+
+`tests/train/game_experiment.py` runs both patterns on a game with a known equilibrium, and a
 GAN-shaped state (BatchNorm statistics, an EMA generator, an image pool, a queue) through the CLI.
 """
 

@@ -62,8 +62,9 @@ class SaddleGame(InMemoryExperiment):
       y_grad = self.maximiser_grad(x.params, y.params, a.mean(0))
       x, y = x.apply_gradients(self.minimiser_tx, x_grad), y.apply_gradients(self.maximiser_tx, y_grad)
     else:
-      def maximiser_update(y, a):
-        return y.apply_gradients(self.maximiser_tx, self.maximiser_grad(x.params, y.params, a.mean(0))), None
+      def maximiser_update(y, sub_batch):
+        grad = self.maximiser_grad(x.params, y.params, sub_batch.mean(0))
+        return y.apply_gradients(self.maximiser_tx, grad), None
       y, _ = jax.lax.scan(maximiser_update, y, sub_batches(a, self.config.game.n_critic))
       x = x.apply_gradients(self.minimiser_tx, jax.grad(saddle_value)(x.params, y.params, a.mean(0)))
     state = state.replace_player('x', x).replace_player('y', y).advance()
@@ -161,7 +162,8 @@ class GanShaped(InMemoryExperiment):
 
     def loss_fn(params):
       fake = self.fakes(params, state.step_rng('generator'), reals.shape[1])
-      (logits, features), _ = self.discriminator.apply(  # the critic's statistics move in its update only
+      # The discriminator's batch statistics move in its own update only.
+      (logits, features), _ = self.discriminator.apply(
           {'params': critic.params, **critic.model_state}, fake, train=True, mutable=['batch_stats'])
       matching = jnp.sum((features.mean(0) - queued.mean(0)) ** 2)
       return jnp.mean(jax.nn.softplus(-logits)) + self.config.game.feature_matching * matching
