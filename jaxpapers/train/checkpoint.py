@@ -62,7 +62,11 @@ def checkpoint_directory(workdir: str) -> str:
 
 def load_params(workdir: str, step: int | None = None) -> Any:
   """The trained parameters of a `TrainState` run as NumPy arrays (see `load_state`)."""
-  return load_state(workdir, step)['params']
+  state = load_state(workdir, step)
+  if 'params' not in state:
+    raise CheckpointError(f'the state saved in {checkpoint_directory(workdir)} has no params but '
+                          f'{", ".join(state)} (a GameState?): read its players with load_state')
+  return state['params']
 
 
 def load_state(workdir: str, step: int | None = None) -> Any:

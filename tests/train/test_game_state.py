@@ -15,7 +15,7 @@ import pytest
 
 import game_config
 import game_experiment
-from jaxpapers.errors import NonFiniteLossError
+from jaxpapers.errors import CheckpointError, NonFiniteLossError
 from jaxpapers.train import buffers, checkpoint, devices, loop, optim
 from jaxpapers.train.state import GameState, PlayerState, TrainState, sub_batches
 from test_cli import ROOT, wait_for_checkpoint
@@ -44,6 +44,8 @@ def test_toy_game_reaches_its_equilibrium_through_the_loop(tmp_path, updates, n_
   assert np.abs(np.ones_like(x) - equilibrium).min() > 10 * TOLERANCE  # where x started
   np.testing.assert_allclose(x, equilibrium, atol=TOLERANCE)
   np.testing.assert_allclose(y, equilibrium, atol=TOLERANCE)
+  with pytest.raises(CheckpointError, match='has no params but buffers, players, rng, step'):
+    checkpoint.load_params(tmp_path)
 
 
 class MaximiserDescends(game_experiment.SaddleGame):
