@@ -45,7 +45,7 @@ class SaddleGame(InMemoryExperiment):
     self.maximiser_tx = optax.sgd(g.maximiser_learning_rate, momentum=g.maximiser_momentum)
 
   def init(self, rng):
-    start = jnp.ones((self.config.game.dim,), jnp.float32)
+    start = jnp.full((self.config.game.dim,), 3.0)
     return GameState.create(rng=rng, players={
         'x': PlayerState.create(params=start, tx=self.minimiser_tx),
         'y': PlayerState.create(params=-start, tx=self.maximiser_tx)})
