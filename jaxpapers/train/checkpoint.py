@@ -61,7 +61,17 @@ def checkpoint_directory(workdir: str) -> str:
 
 
 def load_params(workdir: str, step: int | None = None) -> Any:
-  """The trained parameters of a run as NumPy arrays, for evaluation and analysis outside the loop.
+  """The trained parameters of a `TrainState` run as NumPy arrays (see `load_state`)."""
+  state = load_state(workdir, step)
+  if 'params' not in state:
+    raise CheckpointError(f'the state saved in {checkpoint_directory(workdir)} has no params but '
+                          f'{", ".join(state)} (a GameState?): read its players with load_state')
+  return state['params']
+
+
+def load_state(workdir: str, step: int | None = None) -> Any:
+  """The whole saved state of a run (a `TrainState` or `GameState`) as nested dicts of NumPy arrays,
+  for evaluation and analysis outside the loop.
 
   Works whatever topology the run was saved from (8 devices, 2 processes, a TPU pod).
   """

@@ -1,4 +1,5 @@
-"""Optimisers and learning-rate schedules built from a config, shared by every experiment.
+"""Optimisers and learning-rate schedules built from a config, shared by every experiment; the
+momentum schedule of target networks (`ema_momentum_schedule`).
 
 config fields: name (sgd | momentum | adam | adamw), learning_rate, schedule (constant | cosine |
 warmup_rsqrt | step), warmup_steps, weight_decay, momentum, b1, b2, eps, grad_clip_norm (0 = off);
@@ -42,6 +43,13 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
     # "Attention Is All You Need" eq. 3 up to the d_model^-0.5 factor, which `learning_rate` absorbs.
     return lambda step: lr * jax.numpy.minimum((step + 1) ** -0.5, (step + 1) * warmup ** -1.5)
   raise ConfigError(f'config.optim.schedule={config.schedule!r}; valid: {", ".join(SCHEDULES)}')
+
+
+def ema_momentum_schedule(base: float, total_steps: int) -> optax.Schedule:
+  """BYOL's target decay (Grill et al. 2020, arXiv:2006.07733, section 3.2): tau = 1 - (1 - base)
+  (cos(pi k / K) + 1) / 2 at step k of K, rising from `base` (0.996) to 1; held at 1 after K."""
+  gap = optax.cosine_decay_schedule(1.0 - base, max(total_steps, 1))
+  return lambda step: 1.0 - gap(step)
 
 
 def decay_mask(params: Any) -> Any:

@@ -1,4 +1,55 @@
-"""The train state: one pytree holding everything a run needs to continue exactly where it stopped."""
+"""The train state: one pytree holding everything a run needs to continue exactly where it stopped.
+
+`TrainState` is the state of a run with one model. Papers with several players (a GAN's generator
+and discriminator, BYOL's online and target networks, MoCo's encoder and key queue, CycleGAN's image
+pools) keep a `GameState`: a step counter, a PRNG key, one `PlayerState` per player (parameters,
+optimiser state, model state, optional EMA/target copy) and named buffers (`jaxpapers.train.buffers`).
+It is one pytree like `TrainState`, so the loop compiles, shards, checkpoints and resumes it unchanged.
+
+The one pattern for updating several players: **one jitted train step is one round of the game**.
+`train_step` calls each player's update as plain Python (traced once, compiled once into the step)
+and ends with `state.advance()`, so the loop's step, logs and checkpoints count rounds:
+
+* alternating: update the critic, then compute the generator's loss against the updated critic;
+* simultaneous: take every player's gradients at the same parameters, then apply them all;
+* n critic updates per generator update (WGAN, WGAN-GP: n_critic = 5): the global batch holds
+  n * B examples, `sub_batches(batch, n)` gives it a leading axis of n, and `jax.lax.scan` runs the
+  critic's updates over it before the generator's one. (Skipping the generator on n - 1 of every n
+  steps with `lax.cond` would also compile once, but would make a round n loop steps and compute
+  or mask a generator update that is thrown away.)
+
+The loop's guard reads `metrics['loss']`: report there a value that goes non-finite when any
+player diverges (the generator's loss, which every critic update feeds, or the sum of the losses).
+
+    def train_step(self, state: GameState, batch):
+      def critic_update(state, inputs):
+        real, index = inputs
+        key = jax.random.fold_in(state.step_rng('critic'), index)
+        critic = state.players['critic']
+        loss, grads = jax.value_and_grad(self.critic_loss)(
+            critic.params, state.players['generator'].params, real, key)
+        return state.replace_player('critic', critic.apply_gradients(self.critic_tx, grads)), loss
+
+      n = self.config.n_critic
+      state, critic_losses = jax.lax.scan(
+          critic_update, state, (sub_batches(batch['image'], n), jnp.arange(n)))
+      generator = state.players['generator']
+      loss, grads = jax.value_and_grad(self.generator_loss)(
+          generator.params, state.players['critic'].params, state.step_rng('generator'))
+      generator = generator.apply_gradients(self.generator_tx, grads,
+                                            ema_decay=self.ema_schedule(state.step))
+      state = state.replace_player('generator', generator).advance()
+      return state, {'loss': loss, 'critic_loss': critic_losses.mean()}
+
+Target networks are a player's `ema_params`: BYOL's target is the online player's, updated with
+`ema_decay=optim.ema_momentum_schedule(0.996, steps)(state.step)`; MoCo's key encoder is the query
+player's with `ema_decay=0.999`, its keys pushed into a `buffers.Queue` kept in `state.buffers`
+(`state.replace_buffer('queue', queue)`); CycleGAN's discriminators read their fakes through a
+`buffers.ImagePool` of 50.
+
+`tests/train/game_experiment.py` runs both patterns on a game with a known equilibrium, and a
+GAN-shaped state (BatchNorm statistics, an EMA generator, an image pool, a queue) through the CLI.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +60,45 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+
+
+@flax.struct.dataclass
+class PlayerState:
+  """One player of a game: parameters, optimiser state, model state, EMA (target) parameters.
+
+  `ema_params` is None for a player that keeps no moving average of its parameters. The decay is
+  given at each update rather than stored, as it may follow a schedule (BYOL's tau goes from 0.996
+  to 1 over training: `optim.ema_momentum_schedule`) and so be a traced value.
+  """
+  params: Any
+  opt_state: Any
+  model_state: Any  # non-parameter collections, e.g. {'batch_stats': ...}; {} if none.
+  ema_params: Any
+
+  @classmethod
+  def create(cls, *, params: Any, tx: optax.GradientTransformation, model_state: Any = None,
+             ema: bool = False) -> PlayerState:
+    return cls(params=params, opt_state=tx.init(params),
+               model_state=model_state if model_state is not None else {},
+               ema_params=params if ema else None)
+
+  def apply_gradients(self, tx: optax.GradientTransformation, grads: Any, model_state: Any = None,
+                      ema_decay: float | jax.Array | None = None) -> PlayerState:
+    """One optimiser update, then `ema <- decay * ema + (1 - decay) * params` for a player with an EMA.
+
+    A player that keeps an EMA must be given its decay at every update (pass 1.0 to hold it), so a
+    target network cannot stay frozen because a step forgot it.
+    """
+    if (ema_decay is None) != (self.ema_params is None):
+      raise ValueError('ema_decay must be given exactly when the player keeps EMA parameters '
+                       f'(it {"does not keep" if self.ema_params is None else "keeps"} them)')
+    updates, opt_state = tx.update(grads, self.opt_state, self.params)
+    params = optax.apply_updates(self.params, updates)
+    ema_params = self.ema_params
+    if ema_decay is not None:
+      ema_params = optax.incremental_update(params, self.ema_params, 1.0 - ema_decay)
+    return self.replace(params=params, opt_state=opt_state, ema_params=ema_params,
+                        model_state=self.model_state if model_state is None else model_state)
 
 
 @flax.struct.dataclass
@@ -30,28 +120,81 @@ class TrainState:
   @classmethod
   def create(cls, *, params: Any, tx: optax.GradientTransformation, rng: jax.Array,
              model_state: Any = None, ema_decay: float | None = None) -> TrainState:
-    return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-               model_state=model_state if model_state is not None else {},
-               ema_params=params if ema_decay is not None else None, rng=rng, ema_decay=ema_decay)
+    player = PlayerState.create(params=params, tx=tx, model_state=model_state,
+                                ema=ema_decay is not None)
+    return cls(step=jnp.zeros((), jnp.int32), params=player.params, opt_state=player.opt_state,
+               model_state=player.model_state, ema_params=player.ema_params, rng=rng,
+               ema_decay=ema_decay)
 
   def step_rng(self, *names: str) -> jax.Array:
     """A key for this step, the same whatever the device count, so runs are reproducible and resumable."""
-    key = jax.random.fold_in(self.rng, self.step)
-    for name in names:
-      key = jax.random.fold_in(key, _stable_hash(name))
-    return key
+    return _step_key(self.rng, self.step, names)
 
   def apply_gradients(self, tx: optax.GradientTransformation, grads: Any,
                       model_state: Any = None) -> TrainState:
     """One optimiser update; also advances the EMA of the parameters when the run keeps one."""
-    updates, opt_state = tx.update(grads, self.opt_state, self.params)
-    params = optax.apply_updates(self.params, updates)
-    ema_params = self.ema_params
-    if self.ema_decay is not None:
-      ema_params = optax.incremental_update(params, self.ema_params, 1.0 - self.ema_decay)
-    return self.replace(step=self.step + 1, params=params, opt_state=opt_state,
-                        model_state=self.model_state if model_state is None else model_state,
-                        ema_params=ema_params)
+    player = PlayerState(params=self.params, opt_state=self.opt_state, model_state=self.model_state,
+                         ema_params=self.ema_params)
+    player = player.apply_gradients(tx, grads, model_state, ema_decay=self.ema_decay)
+    return self.replace(step=self.step + 1, params=player.params, opt_state=player.opt_state,
+                        model_state=player.model_state, ema_params=player.ema_params)
+
+
+@flax.struct.dataclass
+class GameState:
+  """step, PRNG key, the players by name and the non-parameter buffers by name (queues, pools)."""
+  step: jax.Array
+  rng: jax.Array  # raw uint32 key, as TrainState's.
+  players: dict[str, PlayerState]
+  buffers: dict[str, Any]
+
+  @classmethod
+  def create(cls, *, rng: jax.Array, players: dict[str, PlayerState],
+             buffers: dict[str, Any] | None = None) -> GameState:
+    return cls(step=jnp.zeros((), jnp.int32), rng=rng, players=dict(players),
+               buffers=dict(buffers or {}))
+
+  def step_rng(self, *names: str) -> jax.Array:
+    """A key for this step, derived exactly as `TrainState.step_rng`."""
+    return _step_key(self.rng, self.step, names)
+
+  def replace_player(self, name: str, player: PlayerState) -> GameState:
+    _check_name(name, self.players, 'player')
+    return self.replace(players={**self.players, name: player})
+
+  def replace_buffer(self, name: str, buffer: Any) -> GameState:
+    _check_name(name, self.buffers, 'buffer')
+    return self.replace(buffers={**self.buffers, name: buffer})
+
+  def advance(self) -> GameState:
+    """The state after one round: call once at the end of each train step."""
+    return self.replace(step=self.step + 1)
+
+
+def sub_batches(batch: Any, n: int) -> Any:
+  """Splits every array of a global batch of n * B examples into n sub-batches of B: shape (n, B, ...).
+
+  Sub-batch i takes examples i, i + n, i + 2n, ...: the batch is sharded over devices in contiguous
+  blocks, so this split leaves every sub-batch spread evenly over the devices, with no data moved.
+  """
+  def split(x):
+    if x.shape[0] % n:
+      raise ValueError(f'a batch of {x.shape[0]} examples does not split into {n} sub-batches')
+    return jnp.moveaxis(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 1, 0)
+  return jax.tree.map(split, batch)
+
+
+def _check_name(name: str, table: dict[str, Any], kind: str) -> None:
+  # A misspelt name would otherwise add a new entry, and the state's tree structure would change.
+  if name not in table:
+    raise KeyError(f'no {kind} {name!r}; the state has {", ".join(sorted(table)) or "none"}')
+
+
+def _step_key(rng: jax.Array, step: jax.Array, names: tuple[str, ...]) -> jax.Array:
+  key = jax.random.fold_in(rng, step)
+  for name in names:
+    key = jax.random.fold_in(key, _stable_hash(name))
+  return key
 
 
 def _stable_hash(name: str) -> int:
