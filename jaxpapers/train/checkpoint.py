@@ -62,11 +62,16 @@ def checkpoint_directory(workdir: str) -> str:
 
 def load_params(workdir: str, step: int | None = None) -> Any:
   """The trained parameters of a `TrainState` run as NumPy arrays (see `load_state`)."""
+  return load_variables(workdir, step)['params']
+
+
+def load_variables(workdir: str, step: int | None = None) -> dict[str, Any]:
+  """A `TrainState` run's Flax variables, {'params': ..., plus its model state (batch_stats...)}."""
   state = load_state(workdir, step)
   if 'params' not in state:
     raise CheckpointError(f'the state saved in {checkpoint_directory(workdir)} has no params but '
                           f'{", ".join(state)} (a GameState?): read its players with load_state')
-  return state['params']
+  return {'params': state['params'], **(state.get('model_state') or {})}
 
 
 def load_state(workdir: str, step: int | None = None) -> Any:
@@ -75,17 +80,6 @@ def load_state(workdir: str, step: int | None = None) -> Any:
 
   Works whatever topology the run was saved from (8 devices, 2 processes, a TPU pod).
   """
-  return _load_state(workdir, step)['params']
-
-
-def load_variables(workdir: str, step: int | None = None) -> dict[str, Any]:
-  """A single-model run's Flax variables, {'params': ..., plus its model state (batch_stats...)}."""
-  state = _load_state(workdir, step)
-  return {'params': state['params'], **(state.get('model_state') or {})}
-
-
-def _load_state(workdir: str, step: int | None) -> dict[str, Any]:
-  """The saved state tree of a run as NumPy arrays (nested dicts)."""
   directory = checkpoint_directory(workdir)
   manager = ocp.CheckpointManager(directory)
   step = manager.latest_step() if step is None else step

@@ -20,7 +20,7 @@ import optax
 from jaxpapers.data import pipeline
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import buffers, cli, optim
-from jaxpapers.train.loop import InMemoryExperiment
+from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import GameState, PlayerState, sub_batches
 
 
@@ -28,7 +28,7 @@ def saddle_value(x, y, a):
   return 0.5 * jnp.sum(x * x) + jnp.sum(x * y) - 0.5 * jnp.sum(y * y) - jnp.sum(x * a)
 
 
-class SaddleGame(InMemoryExperiment):
+class SaddleGame(Experiment):
 
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
@@ -39,7 +39,7 @@ class SaddleGame(InMemoryExperiment):
       raise ConfigError('config.game.n_critic > 1 needs config.game.updates=alternating')
     rng = np.random.default_rng(config.seed)
     a = rng.normal(d.mean, d.stddev, (d.size, g.dim)).astype(np.float32)
-    self.train_source = pipeline.ArrayRows({'a': a})
+    self.data = pipeline.Splits(train=pipeline.ArrayRows({'a': a}))
     self.equilibrium = a.mean(0) / 2
     self.minimiser_tx = optax.sgd(g.minimiser_learning_rate)
     self.maximiser_tx = optax.sgd(g.maximiser_learning_rate, momentum=g.maximiser_momentum)
@@ -91,7 +91,7 @@ class Discriminator(nn.Module):
     return nn.Dense(1)(features)[:, 0], features
 
 
-class GanShaped(InMemoryExperiment):
+class GanShaped(Experiment):
   """A non-saturating GAN on 4x4 images with n_critic discriminator updates per round, the
   discriminator fed from an image pool, and a feature-matching term for the generator against a
   queue of the discriminator's features of recent real images."""
@@ -104,7 +104,7 @@ class GanShaped(InMemoryExperiment):
     rng = np.random.default_rng(config.seed)
     pattern = np.where(np.indices(self.image_shape).sum(0) % 2, 0.8, -0.8)  # a checkerboard
     images = pattern + rng.normal(0, d.stddev, (d.size, *self.image_shape))
-    self.train_source = pipeline.ArrayRows({'image': images.astype(np.float32)})
+    self.data = pipeline.Splits(train=pipeline.ArrayRows({'image': images.astype(np.float32)}))
     self.generator = Generator(g.hidden, self.image_shape)
     self.discriminator = Discriminator(g.hidden)
     self.generator_tx = optax.adam(g.learning_rate, b1=0.5)
