@@ -10,8 +10,9 @@ the state, one train step, one eval step and its data. Everything else lives her
   the next: see `_wait_for_previous_step`);
 * the first non-finite loss stops the run with a message naming the step, before anything computed
   from it is checkpointed;
-* SIGTERM (a TPU VM preemption) saves a checkpoint and returns cleanly; relaunching the same
-  command resumes from the latest checkpoint, data position included.
+* SIGTERM (a TPU VM preemption) saves a checkpoint and returns cleanly, with `status: preempted`
+  in the results; relaunching the same command resumes from the newest checkpoint that restores,
+  data position included.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from jax.experimental import multihost_utils
 from jaxpapers.data import pipeline
 from jaxpapers.errors import NonFiniteLossError
 from jaxpapers.train import checkpoint as checkpoint_lib
+from jaxpapers.train import config_checks
 from jaxpapers.train import devices
 from jaxpapers.train import metrics as metrics_lib
 from jaxpapers.train.state import TrainState
@@ -99,6 +101,7 @@ class InMemoryExperiment(Experiment):
 def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
   """Runs (or resumes) `experiment` in `workdir`; returns the results also written to results.json."""
   config, mesh = experiment.config, experiment.mesh
+  config_checks.check_values(config)
   tc = config.train
   start_time = time.perf_counter()
   replicated = devices.replicated(mesh)
@@ -110,10 +113,11 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
       jax.eval_shape(experiment.init, rng))
   checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=tc.max_to_keep)
   data = experiment.train_data()
-  if checkpointer.latest_step() is not None:
-    state, data_state = checkpointer.restore(abstract_state)
+  restored = checkpointer.restore_latest(abstract_state)
+  if restored is not None:
+    restored_step, state, data_state = restored
     data.set_state(data_state)
-    logging.info('resumed from %s/%d', checkpointer.directory, checkpointer.latest_step())
+    logging.info('resumed from %s/%d', checkpointer.directory, restored_step)
   else:
     state = jax.jit(experiment.init, out_shardings=replicated)(rng)
   start_step = int(_fetch(state.step))
@@ -140,21 +144,22 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
       step += 1
       is_last = step == tc.steps
       preempted = preemption.requested(step)
-      if step % tc.log_every == 0 or is_last or preempted:
+      summarised = step % tc.log_every == 0 or is_last or preempted
+      if summarised:
         train_metrics = _summarise(accumulator, step)
         accumulator = _zero_accumulator(metric_shapes, replicated)
         rate, eta = progress.update(step)
         metrics_lib.log_line(step, tc.steps, train_metrics, rate, eta)
         writer.scalars(step, {**train_metrics, 'steps_per_second': rate}, prefix='train/')
       if step % tc.checkpoint_every == 0 or is_last or preempted:
-        if step % tc.log_every:  # Not summarised above: check the losses since the last log line.
+        if not summarised:  # Check the losses since the last log line before saving them.
           _check_finite(_fetch(accumulator['first_nonfinite']))
         checkpointer.save(step, state, data.get_state())
       if preempted:
         checkpointer.wait()
         logging.warning('preempted at step %d: checkpoint saved in %s; relaunch the same command to '
                         'resume', step, checkpointer.directory)
-        return {'preempted_at_step': step}
+        break
       if (tc.eval_every and step % tc.eval_every == 0) or is_last:
         eval_metrics = _evaluate(experiment, eval_fn, state, step, workdir)
         writer.scalars(step, eval_metrics, prefix='eval/')
@@ -162,12 +167,12 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
     if step == start_step:  # Relaunched after the run had finished: report its final evaluation.
       eval_metrics = _evaluate(experiment, eval_fn, state, step, workdir)
   finally:
-    checkpointer.wait()
-    checkpointer.close()
     writer.close()
     preemption.restore()
+    checkpointer.close()  # Last: it raises if the final save failed.
 
   results = {
+      'status': 'finished' if step == tc.steps else 'preempted',  # The loop ends early only then.
       'step': step,
       'train': train_metrics,
       'eval': eval_metrics,
