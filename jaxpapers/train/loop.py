@@ -6,8 +6,7 @@ the state, one train step, one eval step and its data. Everything else lives her
 * the train step is compiled once with `jax.jit`: state replicated, the batch sharded over the
   `data` axis, the state and the metric accumulator donated;
 * metrics are summed on the device inside the compiled step, so the host waits for the device only
-  when it logs or checkpoints (and, on a multi-device CPU mesh, for each step before dispatching
-  the next: see `_wait_for_previous_step`);
+  when it logs, checkpoints or evaluates;
 * the first non-finite loss stops the run with a message naming the step, before anything computed
   from it is checkpointed;
 * SIGTERM (a TPU VM preemption) saves a checkpoint and returns cleanly, with `status: preempted`
@@ -131,12 +130,9 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
   train_metrics: dict[str, float] = {}
   eval_metrics: dict[str, float] = {}
   step = start_step
-  one_step_in_flight = devices.runs_collectives_on_host_threads(mesh)
   try:
     while step < tc.steps:
       batch = devices.global_batch(next(data), mesh)
-      if one_step_in_flight:
-        _wait_for_previous_step(state.step)
       if metric_shapes is None:
         metric_shapes = jax.eval_shape(experiment.train_step, state, batch)[1]
         accumulator = _zero_accumulator(metric_shapes, replicated)
@@ -188,7 +184,6 @@ def _evaluate(experiment: Experiment, eval_fn, state: TrainState, step: int,
               workdir: str) -> dict[str, float]:
   """Sums `eval_step` over the eval set on the device, then divides by the example count."""
   batches = experiment.eval_data()
-  one_step_in_flight = devices.runs_collectives_on_host_threads(experiment.mesh)
   metrics: dict[str, float] = {}
   if batches is not None:
     sums = None
@@ -196,8 +191,6 @@ def _evaluate(experiment: Experiment, eval_fn, state: TrainState, step: int,
       batch = devices.global_batch(local_batch, experiment.mesh)
       if sums is None:
         sums = jax.tree.map(jnp.zeros_like, jax.eval_shape(experiment.eval_step, state, batch))
-      elif one_step_in_flight:
-        _wait_for_previous_step(sums)
       sums = eval_fn(state, batch, sums)
     sums = _fetch(sums)
     count = float(sums.pop('count'))
@@ -245,16 +238,6 @@ def _zero_accumulator(metric_shapes: Any, replicated) -> dict[str, Any]:
 def _fetch(tree: Any) -> Any:
   """Every wait for the device in the loop goes through here: at start-up, logging, checkpoints, eval."""
   return jax.device_get(tree)
-
-
-def _wait_for_previous_step(outputs: Any) -> None:
-  """Blocks until the step that produced `outputs` has finished (no transfer to the host).
-
-  Called on multi-device CPU meshes only, after the next batch is assembled so input work still
-  overlaps the step: queued steps there can deadlock XLA CPU's all-reduce rendezvous under load
-  (`devices.runs_collectives_on_host_threads`). GPUs and TPUs keep dispatching ahead.
-  """
-  jax.block_until_ready(outputs)
 
 
 def _summarise(accumulator: dict[str, Any], step: int) -> dict[str, float]:
