@@ -59,7 +59,8 @@ class Checkpointer:
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-      saved = (self._manager.item_metadata(step)['state'].custom_metadata or {}).get('fingerprint')
+      metadata = getattr(self._manager.item_metadata(step)['state'], 'custom_metadata', None)
+      saved = (metadata or {}).get('fingerprint')  # None in checkpoints saved before fingerprints
       if saved is not None and saved != int(jax.device_get(_fingerprint(restored.state))):
         raise ValueError('its arrays differ from the fingerprint saved with them')
     except Exception as e:  # orbax raises ValueError, JSONDecodeError, KeyError, ... by cause.
