@@ -1,5 +1,5 @@
-# `make demo` and `make test` work on a fresh machine with Python 3.11 and pip.
-PYTHON ?= python3
+# `make demo` and `make test` work on a fresh machine with Python 3.12 and pip.
+PYTHON ?= python3.12
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2

@@ -50,6 +50,11 @@ class Classify(Experiment):
     name = self.config.model.name
     try:
       variables = jax.eval_shape(self.init, jax.random.PRNGKey(0))
+      # Too small an input empties a layer; JAX 0.12 initialises its zero-fan-in kernel (0.10 raised).
+      empty = [jax.tree_util.keystr(path) for path, p in
+               jax.tree_util.tree_flatten_with_path(variables.params)[0] if p.size == 0]
+      if empty:
+        raise ValueError(f'the parameters {", ".join(empty)} are empty')
     except Exception as e:  # Shape errors surface as TypeError, ValueError, ZeroDivisionError...
       reason = (str(e).strip().splitlines() or [''])[0]
       raise ConfigError(f'model {name!r} does not accept {self.config.data.name} '

@@ -1,57 +1,159 @@
 """Checkpoints with orbax: the train state and the data iterator's position, saved together.
 
 Restoring goes into an abstract state (shapes, dtypes and shardings from `jax.eval_shape` of the
-experiment's `init`), so a run saved on 8 devices resumes on 1 and the other way round.
+experiment's `init`), so a run saved on 8 devices resumes on 1 and the other way round. Each save
+records a fingerprint of the state's bits, checked on restore; resuming takes the newest checkpoint
+that restores and matches it, moving damaged newer ones aside.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+from jax.experimental import multihost_utils
 
 from jaxpapers.errors import CheckpointError
 
 
 class Checkpointer:
-  """Periodic and final checkpoints under `<workdir>/checkpoints`, keeping the latest `max_to_keep`."""
+  """Periodic and final checkpoints under `<workdir>/checkpoints`, keeping the latest `max_to_keep`.
+
+  Every failure to save or restore is raised as one CheckpointError naming the step's directory and
+  the cause; a save that fails in orbax's background threads is raised by the next `save`, `wait`
+  or `close`.
+  """
 
   def __init__(self, workdir: str, max_to_keep: int = 2):
     self.directory = checkpoint_directory(workdir)
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+    self._saving_step: int | None = None
+    try:
+      self._manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+    except Exception as e:  # An unwritable or unreachable --workdir.
+      raise CheckpointError(f'cannot use {self.directory} for checkpoints ({_one_line(e)})') from e
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def save(self, step: int, state: Any, data_state: dict[str, Any]) -> None:
     """Starts an asynchronous save; device buffers are copied before this returns."""
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
+    self.wait()  # orbax would too: done here, a failure of the previous save names its own step.
+    self._saving_step = step
+    fingerprint = {'fingerprint': int(jax.device_get(_fingerprint(state)))}
+    with self._save_errors():
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state, custom_metadata=fingerprint),
+          data=ocp.args.JsonSave(data_state)))
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
     """Restores (state, data_state) at `step` (default: the latest), raising CheckpointError."""
     step = self.latest_step() if step is None else step
-    path = f'{self.directory}/{step}'
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      metadata = getattr(self._manager.item_metadata(step)['state'], 'custom_metadata', None)
+      saved = (metadata or {}).get('fingerprint')  # None in checkpoints saved before fingerprints
+      if saved is not None and saved != int(jax.device_get(_fingerprint(restored.state))):
+        raise ValueError('its arrays differ from the fingerprint saved with them')
     except Exception as e:  # orbax raises ValueError, JSONDecodeError, KeyError, ... by cause.
-      reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-      raise CheckpointError(
-          f'cannot restore the checkpoint in {path} ({type(e).__name__}: {reason[:300]}). It is '
-          'corrupt or was written by a different configuration; delete it to resume from an '
-          'earlier one, or use a new --workdir.') from e
+      raise CheckpointError(f'cannot restore the checkpoint in {self.directory}/{step} '
+                            f'({_one_line(e)})') from e
     return restored.state, restored.data
 
+  def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict[str, Any]] | None:
+    """(step, state, data_state) of the newest checkpoint that restores; None if there is none.
+
+    Newer checkpoints that fail to restore (corrupt, truncated, partly written) are each reported
+    in one warning line and moved aside to `<step>.corrupt-<n>`, where orbax no longer lists them.
+    When none restores, nothing is moved and the newest one's error is raised: every checkpoint
+    failing usually means another configuration wrote them.
+    """
+    failures = []
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        state, data_state = self.restore(abstract_state, step)
+      except CheckpointError as e:
+        failures.append((step, e))
+        continue
+      for failed_step, error in failures:
+        aside = self._move_aside(failed_step)
+        logging.warning('%s; moved it to %s and resuming from step %d', error, aside, step)
+      if failures:
+        self._manager.reload()  # orbax caches the list of steps.
+      return step, state, data_state
+    if failures:
+      step, error = failures[0]
+      raise CheckpointError(
+          f'{error}. No checkpoint in {self.directory} restores ({len(failures)} tried): they are '
+          'corrupt or were written by a different configuration; use a new --workdir, or move '
+          'them aside') from error
+    return None
+
+  def _move_aside(self, step: int) -> str:
+    directory = epath.Path(self.directory)
+    n = 1
+    while (directory / f'{step}.corrupt-{n}').exists():
+      n += 1
+    aside = directory / f'{step}.corrupt-{n}'
+    if jax.process_index() == 0:
+      (directory / str(step)).rename(aside)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f'checkpoint {step} moved aside')
+    return str(aside)
+
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    with self._save_errors():
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.close()
+    """Waits for the last save to finish, then stops orbax's background threads."""
+    try:
+      self.wait()
+    finally:
+      self._manager.close()
+
+  @contextlib.contextmanager
+  def _save_errors(self):
+    try:
+      yield
+    except Exception as e:  # OSError, TensorStore's ValueError, a remote store's own errors...
+      raise CheckpointError(f'cannot save the checkpoint {self.directory}/{self._saving_step} '
+                            f'({_one_line(e)}); the earlier checkpoints are kept') from e
+
+
+@jax.jit
+def _fingerprint(tree: Any) -> jax.Array:
+  """The sum, modulo 2**32, of the bits of every array in `tree`.
+
+  orbax keeps no checksum of array data: a flipped byte restores silently. This sum is exact and
+  independent of the order of reduction, so it is the same on any device count or platform.
+  """
+  total = jnp.zeros((), jnp.uint32)
+  for leaf in jax.tree.leaves(tree):
+    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    if leaf.dtype == jnp.bool_:
+      leaf = leaf.astype(jnp.uint8)
+    unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[leaf.dtype.itemsize]
+    bits = jax.lax.bitcast_convert_type(leaf, unsigned)  # 8-byte values become uint32 pairs
+    total += jnp.sum(bits.astype(jnp.uint32), dtype=jnp.uint32)
+  return total
+
+
+def _one_line(error: Exception) -> str:
+  """The error's type and the first line of its message, cut in the middle if it is long: orbax and
+  TensorStore put the kind of failure first and its cause (e.g. the OS error) last."""
+  lines = str(error).strip().splitlines()
+  text = f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__
+  return text if len(text) <= 320 else f'{text[:150]} ... {text[-150:]}'
 
 
 def checkpoint_directory(workdir: str) -> str:

@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxpapers.errors import ConfigError, UserError
-from jaxpapers.train import devices
+from jaxpapers.train import config_checks, devices
 from jaxpapers.train.loop import Experiment, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'experiments/configs/<name>.py[:preset]')
@@ -73,11 +73,27 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 class _OwnInfoOnly(logging_std.Filter):
-  """Keeps INFO lines from this project only: orbax and JAX log dozens per checkpoint."""
+  """Keeps INFO lines from this project only (orbax and JAX log dozens per checkpoint), and drops
+  orbax's errors: they repeat, with tracebacks from its background threads, each failure that the
+  Checkpointer raises as one line."""
 
   def filter(self, record: logging_std.LogRecord) -> bool:
+    if f'{os.sep}orbax{os.sep}' in record.pathname:
+      return record.levelno == logging_std.WARNING
     return record.levelno >= logging_std.WARNING or f'{os.sep}jaxpapers{os.sep}' in record.pathname \
         or f'{os.sep}experiments{os.sep}' in record.pathname
+
+
+def _ignore_closed_event_loops(unraisablehook):
+  """sys.unraisablehook without TensorStore's tracebacks of 'Event loop is closed': after a failed
+  checkpoint write, its remaining futures complete into the event loop orbax has already closed."""
+
+  def hook(unraisable):
+    value = unraisable.exc_value
+    if not (isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'):
+      unraisablehook(unraisable)
+
+  return hook
 
 
 def run(experiment_class: type[Experiment]) -> None:
@@ -99,9 +115,11 @@ def run_program(program: Callable[[ml_collections.ConfigDict, str, jax.sharding.
       print('error: --workdir is required', file=sys.stderr)
       sys.exit(2)
     logging.get_absl_handler().addFilter(_OwnInfoOnly())
+    sys.unraisablehook = _ignore_closed_event_loops(sys.unraisablehook)
     if _MULTIHOST.value:
       devices.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     try:
+      config_checks.check_values(_CONFIG.value)
       results = program(_CONFIG.value, _WORKDIR.value, devices.make_mesh())
     except UserError as e:
       print(f'error: {e}', file=sys.stderr)

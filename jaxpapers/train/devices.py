@@ -35,17 +35,6 @@ def make_mesh() -> Mesh:
   return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
 
 
-def runs_collectives_on_host_threads(mesh: Mesh) -> bool:
-  """Whether the mesh is several CPU devices, whose collectives XLA runs as a rendezvous of one
-  host thread per local device (and gloo between processes).
-
-  With jaxlib 0.10.2 that rendezvous can lose a participant ("only 7 of 8 arrived", then an abort
-  after 40 s) when several multi-device steps are queued and the cores are contended; the
-  training loop then keeps one step in flight (WORKSPACE.md, known issues).
-  """
-  return mesh.size > 1 and mesh.devices.flat[0].platform == 'cpu'
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 

@@ -6,12 +6,12 @@ the state, one train step, one eval step and its data. Everything else lives her
 * the train step is compiled once with `jax.jit`: state replicated, the batch sharded over the
   `data` axis, the state and the metric accumulator donated;
 * metrics are summed on the device inside the compiled step, so the host waits for the device only
-  when it logs or checkpoints (and, on a multi-device CPU mesh, for each step before dispatching
-  the next: see `_wait_for_previous_step`);
+  when it logs, checkpoints or evaluates;
 * the first non-finite loss stops the run with a message naming the step, before anything computed
   from it is checkpointed;
-* SIGTERM (a TPU VM preemption) saves a checkpoint and returns cleanly; relaunching the same
-  command resumes from the latest checkpoint, data position included.
+* SIGTERM (a TPU VM preemption) saves a checkpoint and returns cleanly, with `status: preempted`
+  in the results; relaunching the same command resumes from the newest checkpoint that restores,
+  data position included.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from jaxpapers import evaluators as evaluators_lib
 from jaxpapers.data import pipeline
 from jaxpapers.errors import ConfigError, NonFiniteLossError
 from jaxpapers.train import checkpoint as checkpoint_lib
+from jaxpapers.train import config_checks
 from jaxpapers.train import devices
 from jaxpapers.train import init_from
 from jaxpapers.train import metrics as metrics_lib
@@ -90,6 +91,7 @@ class Experiment(abc.ABC):
 def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
   """Runs (or resumes) `experiment` in `workdir`; returns the results also written to results.json."""
   config, mesh = experiment.config, experiment.mesh
+  config_checks.check_values(config)
   tc = config.train
   start_time = time.perf_counter()
   replicated = devices.replicated(mesh)
@@ -105,10 +107,11 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract_state)
   checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=tc.max_to_keep)
   data = experiment.train_data()
-  if checkpointer.latest_step() is not None:
-    state, data_state = checkpointer.restore(abstract_state)
+  restored = checkpointer.restore_latest(abstract_state)
+  if restored is not None:
+    restored_step, state, data_state = restored
     data.set_state(data_state)
-    logging.info('resumed from %s/%d', checkpointer.directory, checkpointer.latest_step())
+    logging.info('resumed from %s/%d', checkpointer.directory, restored_step)
   else:
     state = jax.jit(experiment.init, out_shardings=replicated)(rng)
     if config.get('init_from'):
@@ -125,12 +128,9 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
   train_metrics: dict[str, float] = {}
   eval_metrics: dict[str, float] = {}
   step = start_step
-  one_step_in_flight = devices.runs_collectives_on_host_threads(mesh)
   try:
     while step < tc.steps:
       batch = devices.global_batch(next(data), mesh)
-      if one_step_in_flight:
-        _wait_for_previous_step(state.step)
       if metric_shapes is None:
         metric_shapes = jax.eval_shape(experiment.train_step, state, batch)[1]
         accumulator = _zero_accumulator(metric_shapes, replicated)
@@ -138,21 +138,22 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
       step += 1
       is_last = step == tc.steps
       preempted = preemption.requested(step)
-      if step % tc.log_every == 0 or is_last or preempted:
+      summarised = step % tc.log_every == 0 or is_last or preempted
+      if summarised:
         train_metrics = _summarise(accumulator, step)
         accumulator = _zero_accumulator(metric_shapes, replicated)
         rate, eta = progress.update(step)
         metrics_lib.log_line(step, tc.steps, train_metrics, rate, eta)
         writer.scalars(step, {**train_metrics, 'steps_per_second': rate}, prefix='train/')
       if step % tc.checkpoint_every == 0 or is_last or preempted:
-        if step % tc.log_every:  # Not summarised above: check the losses since the last log line.
+        if not summarised:  # Check the losses since the last log line before saving them.
           _check_finite(_fetch(accumulator['first_nonfinite']))
         checkpointer.save(step, state, data.get_state())
       if preempted:
         checkpointer.wait()
         logging.warning('preempted at step %d: checkpoint saved in %s; relaunch the same command to '
                         'resume', step, checkpointer.directory)
-        return {'preempted_at_step': step}
+        break
       if (tc.eval_every and step % tc.eval_every == 0) or is_last:
         eval_metrics = _evaluate(experiment, eval_fn, evaluators, state, step, writer)
         writer.scalars(step, eval_metrics, prefix='eval/')
@@ -160,12 +161,12 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
     if step == start_step:  # Relaunched after the run had finished: report its final evaluation.
       eval_metrics = _evaluate(experiment, eval_fn, evaluators, state, step, writer)
   finally:
-    checkpointer.wait()
-    checkpointer.close()
     writer.close()
     preemption.restore()
+    checkpointer.close()  # Last: it raises if the final save failed.
 
   results = {
+      'status': 'finished' if step == tc.steps else 'preempted',  # The loop ends early only then.
       'step': step,
       'train': train_metrics,
       'eval': eval_metrics,
@@ -182,7 +183,6 @@ def _evaluate(experiment: Experiment, eval_fn, evaluators, state: Any, step: int
   """Sums `eval_step` over the eval set on the device and divides by the example count; then runs
   the config's evaluators, whose metrics are named `<evaluator>_<metric>`."""
   batches = experiment.eval_data()
-  one_step_in_flight = devices.runs_collectives_on_host_threads(experiment.mesh)
   metrics: dict[str, float] = {}
   if batches is not None:
     sums = None
@@ -190,8 +190,6 @@ def _evaluate(experiment: Experiment, eval_fn, evaluators, state: Any, step: int
       batch = devices.global_batch(local_batch, experiment.mesh)
       if sums is None:
         sums = jax.tree.map(jnp.zeros_like, jax.eval_shape(experiment.eval_step, state, batch))
-      elif one_step_in_flight:
-        _wait_for_previous_step(sums)
       sums = eval_fn(state, batch, sums)
     sums = _fetch(sums)
     count = float(sums.pop('count'))
@@ -240,16 +238,6 @@ def _zero_accumulator(metric_shapes: Any, replicated) -> dict[str, Any]:
 def _fetch(tree: Any) -> Any:
   """Every wait for the device in the loop goes through here: at start-up, logging, checkpoints, eval."""
   return jax.device_get(tree)
-
-
-def _wait_for_previous_step(outputs: Any) -> None:
-  """Blocks until the step that produced `outputs` has finished (no transfer to the host).
-
-  Called on multi-device CPU meshes only, after the next batch is assembled so input work still
-  overlaps the step: queued steps there can deadlock XLA CPU's all-reduce rendezvous under load
-  (`devices.runs_collectives_on_host_threads`). GPUs and TPUs keep dispatching ahead.
-  """
-  jax.block_until_ready(outputs)
 
 
 def _summarise(accumulator: dict[str, Any], step: int) -> dict[str, float]:

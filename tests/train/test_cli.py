@@ -1,5 +1,6 @@
 """The experiment command line in subprocesses: errors, SIGKILL/SIGTERM and two-process runs."""
 
+import json
 import os
 import signal
 import socket
@@ -47,6 +48,10 @@ def error_line(result):
     ('--config.optimizer.lr=3', "unknown config key 'optimizer.lr': config has no key 'optimizer'"),
     ('--config.train.steps=abc', 'invalid literal for int()'),
     ('--config.train.batch_size=12', 'must be divisible by the number of devices (8)'),
+    ('--config.train.steps=-5', 'config.train.steps=-5 must be a positive integer'),
+    ('--config.train.batch_size=0', 'config.train.batch_size=0 must be a positive integer'),
+    ('--config.data.eval_split=validation', "dataset 'sklearn_digits' has no split 'validation'; "
+                                            'its splits: '),
     ('--config.optim.name=rmsprop', 'valid: sgd, momentum, adam, adamw'),
     ('--config.model.name=lenet6', "model name 'lenet6': unknown zoo preset 'lenet6'; known presets:"),
     ('--config.model.name=lenet5', "model 'lenet5' does not accept sklearn_digits images of shape (8, 8, 1)"),
@@ -117,6 +122,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(digits_dir, tmp_path):
   step = checkpoint.Checkpointer(str(tmp_path)).latest_step()
   assert 100 < step < 3000  # a checkpoint at the preemption step, not only the periodic one
   assert f'preempted at step {step}: checkpoint saved' in output
+  with open(tmp_path / 'results.json') as f:
+    results = json.load(f)
+  assert results['status'] == 'preempted' and results['step'] == step
+  assert set(results['train']) == {'accuracy', 'loss'}  # the shape of a finished run's results
+  assert {'eval', 'config', 'wall_time_s', 'jax_version'} <= set(results)
 
 
 def free_port():
