@@ -160,7 +160,7 @@ class DDPM(Experiment):
       return samplers.ancestral_sample(self.eps_fn(params), schedule, x_T, step_key,
                                        variance=self.variance, clip_denoised=clip)
 
-    return jax.jit(sample)
+    return jax.jit(sample, compiler_options=devices.compiler_options())
 
   def after_eval(self, state: TrainState, step: int, workdir: str) -> dict[str, float]:
     s = self.config.sample

@@ -136,10 +136,12 @@ def roofline() -> dict:
   import jax.numpy as jnp
   import numpy as np
   import torch
+
+  from jaxpapers.train import devices
   n = 2048
   a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
   x = jax.device_put(a)
-  matmul = jax.jit(lambda x: x @ x)
+  matmul = jax.jit(lambda x: x @ x, compiler_options=devices.compiler_options())
   out = {}
   t = torch.from_numpy(a)
   rates = time_rounds({'jax': (lambda: out.update(y=matmul(x)), lambda: out['y'].block_until_ready()),
@@ -179,10 +181,14 @@ def compare(comparison: Comparison, roof_gflops: float) -> dict:
 
 
 def experiment_step(experiment, state, batch: dict):
-  """`experiment.train_step` under jit, its state donated, on one batch on the device: the step
-  and sync functions for `Comparison` and the step's FLOPs."""
+  """`experiment.train_step` under jit (with the training loop's compiler options), its state
+  donated, on one batch on the device: the step and sync functions for `Comparison` and the step's
+  FLOPs."""
   import jax
-  train_step = jax.jit(experiment.train_step, donate_argnums=0)
+
+  from jaxpapers.train import devices
+  train_step = jax.jit(experiment.train_step, donate_argnums=0,
+                       compiler_options=devices.compiler_options())
   batch = jax.device_put(batch)
   holder = {'state': state}
   flops = matmul_flops(experiment.train_step, state, batch)
@@ -341,6 +347,7 @@ def ddpm_sampling() -> Comparison:
   from experiments.configs import ddpm as configs
   from jaxpapers import zoo
   from jaxpapers.diffusion import samplers, unet
+  from jaxpapers.train import devices
 
   config = configs.get_config('digits')
   m, num_timesteps = config.model, config.diffusion.num_timesteps
@@ -360,7 +367,8 @@ def ddpm_sampling() -> Comparison:
     return model.apply({'params': params}, x, t, train=False)
 
   sample = jax.jit(lambda x, key: samplers.ancestral_sample(
-      eps_fn, schedule, x, key, variance='fixed_large', clip_denoised=True))
+      eps_fn, schedule, x, key, variance='fixed_large', clip_denoised=True),
+                   compiler_options=devices.compiler_options())
 
   jax_out = {}
   key = jax.random.key(1)
@@ -787,6 +795,7 @@ def gpt2_small() -> Comparison:
   import transformers
 
   from jaxpapers import zoo
+  from jaxpapers.train import devices
   from jaxpapers.transformers import hf_convert
 
   batch_size, seq_len = bench_batch_size(), _SEQ_LEN.value
@@ -814,7 +823,8 @@ def gpt2_small() -> Comparison:
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
-  train_step = jax.jit(train_step, donate_argnums=(0, 1))
+  train_step = jax.jit(train_step, donate_argnums=(0, 1),
+                       compiler_options=devices.compiler_options())
   holder = {'state': (jax.device_put(params), jax.jit(tx.init)(params))}
   batch = jax.device_put((inputs, targets))
 
