@@ -5,9 +5,9 @@
 
 Both sides run the same architecture, optimiser and batch size on the same in-memory batch (data
 loading is excluded), after warm-up (compilation). The two sides are timed in alternation, `--repeats`
-rounds of `--steps` steps each (JAX, then PyTorch with its default threads, then with one thread
-where a benchmark asks), so load from other processes hits both alike; each figure is the best
-round. Every row also gives the JAX step's achieved GFLOP/s and its ratio to a roofline measured in
+rounds of `--steps` steps each (JAX, then PyTorch with its default threads, then with one thread,
+the faster of the two counting), so load from other processes hits both alike; each figure is the
+best round. Every row also gives the JAX step's achieved GFLOP/s and its ratio to a roofline measured in
 the same run: a jitted 2048x2048 float32 matmul. FLOPs are counted from the step's jaxpr: 2 per
 multiply-add of every `dot_general` and `conv_general_dilated` (scan bodies times their length),
 element-wise work not counted, so the figure is a lower bound on the work done. PyTorch comes from
@@ -63,7 +63,6 @@ class Comparison:
   flops: float  # per JAX step, see `matmul_flops`
   unit: str  # what `items` counts: 'steps', 'images', 'tokens', ...
   items: float = 1.0  # units per step
-  torch_one_thread: bool = False  # also time PyTorch with one thread; the faster counts
   torch_setup: Callable[[bool], None] = lambda on: None  # called with True before, False after
   rounds_of_one: bool = False  # a step is a whole timed run (a sampling chain of `bench_steps()`)
   info: dict = dataclasses.field(default_factory=dict)
@@ -162,17 +161,16 @@ def compare(comparison: Comparison, roof_gflops: float) -> dict:
       c.torch_setup(on)
     return setup
 
-  setups = {'torch': torch_threads(threads)}
-  if c.torch_one_thread:
-    runs['torch_1thread'] = runs['torch']
-    setups['torch_1thread'] = torch_threads(1)
+  # With small operations on a busy machine, torch's thread pool can stall on its own barriers,
+  # so PyTorch is timed with its default threads and with one; the faster counts.
+  runs['torch_1thread'] = runs['torch']
+  setups = {'torch': torch_threads(threads), 'torch_1thread': torch_threads(1)}
   rates = time_rounds(runs, setups, 1 if c.rounds_of_one else bench_steps())
   torch_best = max(rate for name, rate in rates.items() if name != 'jax')
   gflops = rates['jax'] * c.flops / 1e9
   result = {f'jax_{c.unit}_per_s': rates['jax'] * c.items,
             f'torch_{c.unit}_per_s': rates['torch'] * c.items}
-  if c.torch_one_thread:
-    result[f'torch_1thread_{c.unit}_per_s'] = rates['torch_1thread'] * c.items
+  result[f'torch_1thread_{c.unit}_per_s'] = rates['torch_1thread'] * c.items
   result.update(jax_over_torch=rates['jax'] / torch_best, jax_gflops=gflops,
                 torch_gflops=torch_best * c.flops / 1e9, jax_over_roofline=gflops / roof_gflops,
                 gflop_per_step=c.flops / 1e9, steps=bench_steps(), torch_threads=threads,
@@ -319,7 +317,7 @@ def fast_weights_cell() -> Comparison:
 
   torch_step = torch_train_step(
       model, optimizer, lambda model: nn.functional.cross_entropy(model(tokens), labels))
-  return Comparison(jax_step, jax_sync, torch_step, flops, 'steps', torch_one_thread=True,
+  return Comparison(jax_step, jax_sync, torch_step, flops, 'steps',
                     info={'hidden_size': m.hidden_size})
 
 
@@ -774,7 +772,7 @@ def resnet20() -> Comparison:
                               lr=o.learning_rate, momentum=o.momentum, nesterov=o.nesterov)
 
   torch_step = torch_train_step(model, optimizer, lambda model: F.cross_entropy(model(x), y))
-  return Comparison(jax_step, jax_sync, torch_step, flops, 'steps', torch_one_thread=True,
+  return Comparison(jax_step, jax_sync, torch_step, flops, 'steps',
                     info={'params': count})
 
 
