@@ -4,12 +4,12 @@
     python scripts/benchmark.py --all --json=out.json   # every benchmark at its own settings
 
 Both sides run the same architecture, optimiser and batch size on the same in-memory batch (data
-loading is excluded), after warm-up (compilation). The two sides are timed in alternation, `--repeats`
-rounds of `--steps` steps each (JAX, then PyTorch with its default threads, then with one thread,
+loading is excluded), after warm-up (compilation). The two sides are timed in alternation,
+`--repeats` rounds of `--steps` steps each (JAX, then PyTorch with its default threads, then with one thread,
 the faster of the two counting), so load from other processes hits both alike; each figure is the
 best round. Every row also gives the JAX step's achieved GFLOP/s and its ratio to a roofline
-measured in the same run: a jitted 2048x2048 float32 matmul. FLOPs are counted from the step's jaxpr: 2 per
-multiply-add of every `dot_general` and `conv_general_dilated` (scan bodies times their length),
+measured in the same run: a jitted 2048x2048 float32 matmul. FLOPs are counted from the step's
+jaxpr: 2 per multiply-add of every `dot_general` and `conv_general_dilated` (scan bodies times their length),
 element-wise work not counted, so the figure is a lower bound on the work done. PyTorch comes from
 the `bench` extra (`pip install -e '.[bench]'`). Prints one JSON line per benchmark, ready for
 WORKSPACE.md.
@@ -143,7 +143,8 @@ def roofline() -> dict:
   matmul = jax.jit(lambda x: x @ x, compiler_options=devices.compiler_options())
   out = {}
   t = torch.from_numpy(a)
-  rates = time_rounds({'jax': (lambda: out.update(y=matmul(x)), lambda: out['y'].block_until_ready()),
+  rates = time_rounds({'jax': (lambda: out.update(y=matmul(x)),
+                               lambda: out['y'].block_until_ready()),
                        'torch': (lambda: torch.mm(t, t), lambda: None)}, {}, 10)
   flops = 2.0 * n ** 3
   return {'jax_gflops': rates['jax'] * flops / 1e9, 'torch_gflops': rates['torch'] * flops / 1e9}
@@ -237,7 +238,8 @@ def digits_cnn() -> Comparison:
   x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
   y = torch.from_numpy(labels).long()
 
-  torch_step = torch_train_step(model, optimizer, lambda model: nn.functional.cross_entropy(model(x), y))
+  torch_step = torch_train_step(model, optimizer,
+                                lambda model: nn.functional.cross_entropy(model(x), y))
   return Comparison(jax_step, jax_sync, torch_step, flops, 'steps')
 
 
@@ -545,7 +547,8 @@ def clip_step() -> Comparison:
   images, tokens = train['image'][rows], train['tokens'][rows]
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   params = jax.tree.map(np.asarray, state.params)
-  jax_step, jax_sync, flops = experiment_step(experiment, state, {'image': images, 'tokens': tokens})
+  jax_step, jax_sync, flops = experiment_step(experiment, state,
+                                              {'image': images, 'tokens': tokens})
 
   class QuickGELU(nn.Module):
     def forward(self, x):
