@@ -5,14 +5,14 @@
 
 Both sides run the same architecture, optimiser and batch size on the same in-memory batch (data
 loading is excluded), after warm-up (compilation). The two sides are timed in alternation,
-`--repeats` rounds of `--steps` steps each (JAX, then PyTorch with its default threads, then with one thread,
-the faster of the two counting), so load from other processes hits both alike; each figure is the
-best round. Every row also gives the JAX step's achieved GFLOP/s and its ratio to a roofline
-measured in the same run: a jitted 2048x2048 float32 matmul. FLOPs are counted from the step's
-jaxpr: 2 per multiply-add of every `dot_general` and `conv_general_dilated` (scan bodies times their length),
-element-wise work not counted, so the figure is a lower bound on the work done. PyTorch comes from
-the `bench` extra (`pip install -e '.[bench]'`). Prints one JSON line per benchmark, ready for
-WORKSPACE.md.
+`--repeats` rounds of `--steps` steps each (JAX, then PyTorch with its default threads, then with
+one thread, the faster of the two counting), so load from other processes hits both alike; each
+figure is the best round. Every row also gives the JAX step's achieved GFLOP/s and its ratio to a
+roofline measured in the same run: a jitted 2048x2048 float32 matmul. FLOPs are counted from the
+step's jaxpr: 2 per multiply-add of every `dot_general` and `conv_general_dilated` (scan bodies
+times their length), element-wise work not counted, so the figure is a lower bound on the work done.
+PyTorch comes from the `bench` extra (`pip install -e '.[bench]'`). Prints one JSON line per
+benchmark, ready for WORKSPACE.md.
 """
 
 from __future__ import annotations
