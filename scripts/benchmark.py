@@ -373,8 +373,8 @@ def ddpm_sampling() -> Comparison:
   sample = jax.jit(chain_fn, compiler_options=devices.compiler_options())
 
   jax_out = {}
-  key = jax.random.key(1)
-  flops = matmul_flops(chain_fn, x_T, key)  # not `sample`: its compiler options forbid nesting
+  sample_key = jax.random.key(1)
+  flops = matmul_flops(chain_fn, x_T, sample_key)  # not `sample`: its compiler options forbid nesting
 
   def group_norm(c):
     return nn.GroupNorm(m.num_groups, c, eps=1e-6)
@@ -502,7 +502,7 @@ def ddpm_sampling() -> Comparison:
 
   # XLA's CPU code flushes denormal floats to zero; torch computes them, and the sampler's
   # softmaxes and late steps produce many (10x to 60x slower here). Time both in the same mode.
-  return Comparison(lambda: jax_out.update(x=sample(x_T, key)),
+  return Comparison(lambda: jax_out.update(x=sample(x_T, sample_key)),
                     lambda: jax.block_until_ready(jax_out['x']), torch_chain, flops, 'images',
                     items=batch_size * chain / num_timesteps, rounds_of_one=True,
                     torch_setup=torch.set_flush_denormal,
