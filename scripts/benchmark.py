@@ -1,15 +1,23 @@
 """Training-step throughput of jaxpapers models against the same model in plain PyTorch.
 
     python scripts/benchmark.py digits_cnn [--batch_size=64] [--steps=300]
+    python scripts/benchmark.py --all --json=out.json   # every benchmark at its own settings
 
 Both sides run the same architecture, optimiser and batch size on the same in-memory batch (data
-loading is excluded), after warm-up (compilation); each figure is the best of `--repeats` timed runs
-of `--steps` steps. PyTorch comes from the `bench` extra (`pip install -e '.[bench]'`). Prints one
-JSON line per benchmark, ready for WORKSPACE.md.
+loading is excluded), after warm-up (compilation). The two sides are timed in alternation,
+`--repeats` rounds of `--steps` steps each (JAX, then PyTorch with its default threads, then with
+one thread, the faster of the two counting), so load from other processes hits both alike; each
+figure is the best round. Every row also gives the JAX step's achieved GFLOP/s and its ratio to a
+roofline measured in the same run: a jitted 2048x2048 float32 matmul. FLOPs are counted from the
+step's jaxpr: 2 per multiply-add of every `dot_general` and `conv_general_dilated` (scan bodies
+times their length), element-wise work not counted, so the figure is a lower bound on the work done.
+PyTorch comes from the `bench` extra (`pip install -e '.[bench]'`). Prints one JSON line per
+benchmark, ready for WORKSPACE.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -18,12 +26,19 @@ from typing import Callable
 
 from absl import app, flags
 
-_BATCH = flags.DEFINE_integer('batch_size', 64, 'Global batch size.')
-_STEPS = flags.DEFINE_integer('steps', 300, 'Timed steps per repeat.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats; the best is reported.')
+_BATCH = flags.DEFINE_integer('batch_size', None, "Global batch size; default: the benchmark's.")
+_STEPS = flags.DEFINE_integer('steps', None, "Timed steps per round; default: the benchmark's.")
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed rounds; the best is reported.')
 _SEQ_LEN = flags.DEFINE_integer('seq_len', 128, 'Tokens per sequence (language models).')
+_ALL = flags.DEFINE_bool('all', False, 'Run every benchmark, each at its default settings.')
+_JSON = flags.DEFINE_string('json', None, 'Also write the results (a JSON list) to this file.')
 
-BENCHMARKS: dict[str, Callable[[], dict]] = {}
+BENCHMARKS: dict[str, Callable[[], 'Comparison']] = {}
+# Per benchmark: batch size and timed steps per round. Chosen so that `--all` (3 rounds) stays
+# within a few minutes on 2 cores.
+DEFAULTS = {'digits_cnn': (64, 200), 'fast_weights_cell': (128, 100), 'ddpm_sampling': (64, 20),
+            'clip_step': (128, 10), 'resnet20': (128, 5), 'gpt2_small': (4, 3)}
+_current = {}  # name of the benchmark being run, for bench_batch_size() and bench_steps()
 
 
 def benchmark(fn):
@@ -31,50 +46,168 @@ def benchmark(fn):
   return fn
 
 
-def steps_per_second(step: Callable[[], None], sync: Callable[[], None]) -> float:
-  for _ in range(10):  # warm-up, compilation included
-    step()
-  sync()
-  best = float('inf')
-  for _ in range(_REPEATS.value):
-    start = time.perf_counter()
-    for _ in range(_STEPS.value):
-      step()
-    sync()
-    best = min(best, time.perf_counter() - start)
-  return _STEPS.value / best
+def bench_batch_size() -> int:
+  return _BATCH.value or DEFAULTS[_current['name']][0]
 
 
+def bench_steps() -> int:
+  return _STEPS.value or DEFAULTS[_current['name']][1]
 
-def experiment_steps_per_second(experiment, state, batch: dict) -> float:
-  """Steps/s of `experiment.train_step` under jit, its state donated, on one batch on the device."""
+
+@dataclasses.dataclass
+class Comparison:
+  """One benchmark's two sides, each a step function timed `bench_steps()` times per round."""
+  jax_step: Callable[[], None]
+  jax_sync: Callable[[], None]
+  torch_step: Callable[[], None]
+  flops: float  # per JAX step, see `matmul_flops`
+  unit: str  # what `items` counts: 'steps', 'images', 'tokens', ...
+  items: float = 1.0  # units per step
+  torch_setup: Callable[[bool], None] = lambda on: None  # called with True before, False after
+  rounds_of_one: bool = False  # a step is a whole timed run (a sampling chain of `bench_steps()`)
+  info: dict = dataclasses.field(default_factory=dict)
+
+
+def matmul_flops(fn, *args) -> float:
+  """2 x multiply-adds of every dot_general and convolution in the jaxpr of `fn(*args)`."""
   import jax
-  train_step = jax.jit(experiment.train_step, donate_argnums=0)
+  import jax.extend
+  import numpy as np
+
+  def count(jaxpr) -> float:
+    total = 0.0
+    for eqn in jaxpr.eqns:
+      name = eqn.primitive.name
+      if name == 'dot_general':
+        (lhs_contract, _), (lhs_batch, _) = eqn.params['dimension_numbers']
+        lhs = eqn.invars[0].aval.shape
+        total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod(
+            [lhs[d] for d in lhs_contract])
+      elif name == 'conv_general_dilated':
+        rhs = eqn.invars[1].aval.shape  # per output element: kernel window x input features
+        spec = eqn.params['dimension_numbers'].rhs_spec  # (out, in, spatial...)
+        window = np.prod([rhs[d] for d in spec[1:]])
+        total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * window
+      multiplier = eqn.params.get('length', 1) if name == 'scan' else 1
+      for sub in sub_jaxprs(eqn.params.values()):
+        total += multiplier * count(sub)
+    return total
+
+  def sub_jaxprs(values):  # the bodies of scan, pjit, custom_vjp, the branches of cond, ...
+    for value in values:
+      if isinstance(value, (tuple, list)):
+        yield from sub_jaxprs(value)
+      elif isinstance(value, jax.extend.core.ClosedJaxpr):
+        yield value.jaxpr
+      elif isinstance(value, jax.extend.core.Jaxpr):
+        yield value
+
+  return count(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def time_rounds(runs: dict[str, tuple[Callable[[], None], Callable[[], None]]],
+                setups: dict[str, Callable[[bool], None]], n: int) -> dict[str, float]:
+  """Steps/s of each (step, sync): warm-up, then `--repeats` rounds, every run once per round."""
+  def timed(name, count):
+    step, sync = runs[name]
+    setups.get(name, lambda on: None)(True)
+    try:
+      start = time.perf_counter()
+      for _ in range(count):
+        step()
+      sync()
+      return time.perf_counter() - start
+    finally:
+      setups.get(name, lambda on: None)(False)
+
+  for name in runs:
+    timed(name, min(n, 3))  # warm-up, compilation included
+  best = dict.fromkeys(runs, float('inf'))
+  for _ in range(_REPEATS.value):
+    for name in runs:
+      best[name] = min(best[name], timed(name, n))
+  return {name: n / seconds for name, seconds in best.items()}
+
+
+def roofline() -> dict:
+  """GFLOP/s of a 2048x2048 float32 matmul, jitted JAX and torch, timed like the benchmarks."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import torch
+
+  from jaxpapers.train import devices
+  n = 2048
+  a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+  x = jax.device_put(a)
+  matmul = jax.jit(lambda x: x @ x, compiler_options=devices.compiler_options())
+  out = {}
+  t = torch.from_numpy(a)
+  rates = time_rounds({'jax': (lambda: out.update(y=matmul(x)),
+                               lambda: out['y'].block_until_ready()),
+                       'torch': (lambda: torch.mm(t, t), lambda: None)}, {}, 10)
+  flops = 2.0 * n ** 3
+  return {'jax_gflops': rates['jax'] * flops / 1e9, 'torch_gflops': rates['torch'] * flops / 1e9}
+
+
+def compare(comparison: Comparison, roof_gflops: float) -> dict:
+  import torch
+  c = comparison
+  runs = {'jax': (c.jax_step, c.jax_sync), 'torch': (c.torch_step, lambda: None)}
+  threads = torch.get_num_threads()
+
+  def torch_threads(count):
+    def setup(on):
+      torch.set_num_threads(count if on else threads)
+      c.torch_setup(on)
+    return setup
+
+  # With small operations on a busy machine, torch's thread pool can stall on its own barriers,
+  # so PyTorch is timed with its default threads and with one; the faster counts.
+  runs['torch_1thread'] = runs['torch']
+  setups = {'torch': torch_threads(threads), 'torch_1thread': torch_threads(1)}
+  rates = time_rounds(runs, setups, 1 if c.rounds_of_one else bench_steps())
+  torch_best = max(rate for name, rate in rates.items() if name != 'jax')
+  gflops = rates['jax'] * c.flops / 1e9
+  result = {f'jax_{c.unit}_per_s': rates['jax'] * c.items,
+            f'torch_{c.unit}_per_s': rates['torch'] * c.items}
+  result[f'torch_1thread_{c.unit}_per_s'] = rates['torch_1thread'] * c.items
+  result.update(jax_over_torch=rates['jax'] / torch_best, jax_gflops=gflops,
+                torch_gflops=torch_best * c.flops / 1e9, jax_over_roofline=gflops / roof_gflops,
+                gflop_per_step=c.flops / 1e9, steps=bench_steps(), torch_threads=threads,
+                torch_version=torch.__version__, **c.info)
+  return result
+
+
+def experiment_step(experiment, state, batch: dict):
+  """`experiment.train_step` under jit (with the training loop's compiler options), its state
+  donated, on one batch on the device: the step and sync functions for `Comparison` and the step's
+  FLOPs."""
+  import jax
+
+  from jaxpapers.train import devices
+  train_step = jax.jit(experiment.train_step, donate_argnums=0,
+                       compiler_options=devices.compiler_options())
   batch = jax.device_put(batch)
   holder = {'state': state}
+  flops = matmul_flops(experiment.train_step, state, batch)
 
   def step():
     holder['state'], _ = train_step(holder['state'], batch)
 
-  return steps_per_second(step, lambda: jax.block_until_ready(holder['state']))
+  return step, lambda: jax.block_until_ready(holder['state']), flops
 
 
-def torch_steps_per_second(step: Callable[[], None]) -> tuple[float, float]:
-  """PyTorch steps/s with its default threads and with one thread. With small operations on a busy
-  machine, torch's thread pool can stall on its own barriers, so both are timed and a benchmark
-  compares the faster."""
-  import torch
-  threads = torch.get_num_threads()
-  default = steps_per_second(step, lambda: None)
-  torch.set_num_threads(1)
-  try:
-    return default, steps_per_second(step, lambda: None)
-  finally:
-    torch.set_num_threads(threads)
+def torch_train_step(model, optimizer, loss_fn):
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    loss_fn(model).backward()
+    optimizer.step()
+  return step
 
 
 @benchmark
-def digits_cnn() -> dict:
+def digits_cnn() -> Comparison:
   """The digits convnet of experiments/classify.py (LeNet-style, 53,002 parameters), AdamW."""
   import jax
   import numpy as np
@@ -85,7 +218,7 @@ def digits_cnn() -> dict:
   from experiments.configs import classify as configs
   from jaxpapers.train import devices
 
-  batch_size = _BATCH.value
+  batch_size = bench_batch_size()
   rng = np.random.default_rng(0)
   images = rng.uniform(size=(batch_size, 8, 8, 1)).astype(np.float32)
   labels = rng.integers(0, 10, size=batch_size).astype(np.int32)
@@ -93,7 +226,7 @@ def digits_cnn() -> dict:
   config = configs.get_config('digits_cnn')
   experiment = classify.Classify(config, devices.make_mesh())
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
-  jax_rate = experiment_steps_per_second(experiment, state, {'image': images, 'label': labels})
+  jax_step, jax_sync, flops = experiment_step(experiment, state, {'image': images, 'label': labels})
 
   model = nn.Sequential(
       nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -105,20 +238,13 @@ def digits_cnn() -> dict:
   x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
   y = torch.from_numpy(labels).long()
 
-  def torch_step():
-    optimizer.zero_grad(set_to_none=True)
-    loss = nn.functional.cross_entropy(model(x), y)
-    loss.backward()
-    optimizer.step()
-
-  torch_rate = steps_per_second(torch_step, lambda: None)
-  return {'jax_steps_per_s': jax_rate, 'torch_steps_per_s': torch_rate,
-          'jax_over_torch': jax_rate / torch_rate, 'torch_version': torch.__version__,
-          'torch_threads': torch.get_num_threads()}
+  torch_step = torch_train_step(model, optimizer,
+                                lambda model: nn.functional.cross_entropy(model(x), y))
+  return Comparison(jax_step, jax_sync, torch_step, flops, 'steps')
 
 
 @benchmark
-def fast_weights_cell() -> dict:
+def fast_weights_cell() -> Comparison:
   """Ba et al. 2016's associative-retrieval classifier with the fast-weights cell, R = 50, Adam.
 
   JAX: the train step of experiments/fast_weights.py (`nn.RNN`, i.e. lax.scan over the 11 tokens).
@@ -136,14 +262,14 @@ def fast_weights_cell() -> dict:
   from jaxpapers.recurrent import fast_weights
   from jaxpapers.train import devices
 
-  batch_size = _BATCH.value
+  batch_size = bench_batch_size()
   config = configs.get_config('fast_weights_r50')
   data = associative_retrieval.generate(batch_size, np.random.default_rng(0))
   experiment = experiment_lib.FastWeightsRetrieval(config, devices.make_mesh())
   m = experiment.model
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   params = jax.tree.map(np.asarray, state.params)
-  jax_rate = experiment_steps_per_second(experiment, state, data)
+  jax_step, jax_sync, flops = experiment_step(experiment, state, data)
 
   class Classifier(nn.Module):
 
@@ -191,23 +317,14 @@ def fast_weights_cell() -> dict:
                                rtol=1e-3, atol=1e-4)
   optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
 
-  def torch_step():
-    optimizer.zero_grad(set_to_none=True)
-    loss = nn.functional.cross_entropy(model(tokens), labels)
-    loss.backward()
-    optimizer.step()
-
-  threads = torch.get_num_threads()
-  torch_rate, torch_rate_1thread = torch_steps_per_second(torch_step)
-  return {'jax_steps_per_s': jax_rate, 'torch_steps_per_s': torch_rate,
-          'torch_1thread_steps_per_s': torch_rate_1thread,
-          'jax_over_torch': jax_rate / max(torch_rate, torch_rate_1thread),
-          'hidden_size': m.hidden_size, 'torch_version': torch.__version__,
-          'torch_threads': threads}
+  torch_step = torch_train_step(
+      model, optimizer, lambda model: nn.functional.cross_entropy(model(tokens), labels))
+  return Comparison(jax_step, jax_sync, torch_step, flops, 'steps',
+                    info={'hidden_size': m.hidden_size})
 
 
 @benchmark
-def ddpm_sampling() -> dict:
+def ddpm_sampling() -> Comparison:
   """DDPM ancestral sampling (Algorithm 2, sigma^2 = beta) with the digits U-Net of configs/ddpm.py.
 
   JAX: `samplers.ancestral_sample`, one jitted `lax.scan` over the chain. PyTorch: the same U-Net
@@ -230,11 +347,12 @@ def ddpm_sampling() -> dict:
   from experiments.configs import ddpm as configs
   from jaxpapers import zoo
   from jaxpapers.diffusion import samplers
+  from jaxpapers.train import devices
 
   config = configs.get_config('digits')
   num_timesteps = config.diffusion.num_timesteps
   model = m = zoo.build_from_config(config.model)
-  batch_size, chain = _BATCH.value, min(_STEPS.value, num_timesteps)
+  batch_size, chain = bench_batch_size(), min(bench_steps(), num_timesteps)
   rng = np.random.default_rng(0)
   shape = (batch_size, 8, 8, 1)
   params = model.init(jax.random.key(0), jnp.zeros(shape), jnp.zeros((batch_size,), jnp.int32),
@@ -248,19 +366,15 @@ def ddpm_sampling() -> dict:
   def eps_fn(x, t):
     return model.apply({'params': params}, x, t, train=False)
 
-  sample = jax.jit(lambda x, key: samplers.ancestral_sample(
-      eps_fn, schedule, x, key, variance='fixed_large', clip_denoised=True))
+  def chain_fn(x, key):
+    return samplers.ancestral_sample(eps_fn, schedule, x, key, variance='fixed_large',
+                                     clip_denoised=True)
 
-  def best_of(run) -> float:
-    run()  # warm-up, compilation included
-    best = float('inf')
-    for _ in range(_REPEATS.value):
-      start = time.perf_counter()
-      run()
-      best = min(best, time.perf_counter() - start)
-    return best
+  sample = jax.jit(chain_fn, compiler_options=devices.compiler_options())
 
-  jax_s = best_of(lambda: jax.block_until_ready(sample(x_T, jax.random.key(1))))
+  jax_out = {}
+  sample_key = jax.random.key(1)
+  flops = matmul_flops(chain_fn, x_T, sample_key)  # not `sample`: its compiler options forbid nesting
 
   def group_norm(c):
     return nn.GroupNorm(m.num_groups, c, eps=1e-6)
@@ -371,14 +485,14 @@ def ddpm_sampling() -> dict:
                              eps_fn(x_T, jnp.asarray(t_check, jnp.int32)), rtol=1e-3, atol=1e-3)
 
   c = {k: torch.from_numpy(np.asarray(v)) for k, v in schedule.coefs.items()}
-  steps = np.asarray(schedule.model_t)
+  model_steps = np.asarray(schedule.model_t)
   log_var = np.log(np.append(np.asarray(c['posterior_variance'])[1], np.asarray(c['betas'])[1:]))
 
   @torch.inference_mode()
   def torch_chain():
     x = torch.from_numpy(x_T).permute(0, 3, 1, 2)
     for s in range(chain - 1, -1, -1):
-      eps = net(x, torch.full((batch_size,), int(steps[s])))
+      eps = net(x, torch.full((batch_size,), int(model_steps[s])))
       x0 = (c['sqrt_recip_alphas_cumprod'][s] * x
             - c['sqrt_recipm1_alphas_cumprod'][s] * eps).clamp(-1.0, 1.0)
       x = c['posterior_mean_coef1'][s] * x0 + c['posterior_mean_coef2'][s] * x
@@ -388,19 +502,16 @@ def ddpm_sampling() -> dict:
 
   # XLA's CPU code flushes denormal floats to zero; torch computes them, and the sampler's
   # softmaxes and late steps produce many (10x to 60x slower here). Time both in the same mode.
-  torch.set_flush_denormal(True)
-  torch_s = best_of(torch_chain)
-  torch.set_flush_denormal(False)
-  scale = num_timesteps / chain  # seconds of the timed steps -> seconds of the 1000-step chain
-  jax_rate, torch_rate = batch_size / (jax_s * scale), batch_size / (torch_s * scale)
-  return {'jax_images_per_s': jax_rate, 'torch_images_per_s': torch_rate,
-          'jax_over_torch': jax_rate / torch_rate, 'timed_steps': chain,
-          'chain_steps': num_timesteps, 'params': zoo.num_params(params),
-          'torch_version': torch.__version__, 'torch_threads': torch.get_num_threads()}
+  return Comparison(lambda: jax_out.update(x=sample(x_T, sample_key)),
+                    lambda: jax.block_until_ready(jax_out['x']), torch_chain, flops, 'images',
+                    items=batch_size * chain / num_timesteps, rounds_of_one=True,
+                    torch_setup=torch.set_flush_denormal,
+                    info={'chain_steps': num_timesteps, 'timed_steps': chain,
+                          'params': zoo.num_params(params)})
 
 
 @benchmark
-def clip_step() -> dict:
+def clip_step() -> Comparison:
   """CLIP's training step (image-text pairs per second) at the shapes_vit preset of
   experiments/configs/clip.py: a 4-layer ViT image tower and a 4-layer text transformer, width 128.
 
@@ -426,7 +537,7 @@ def clip_step() -> dict:
   from jaxpapers.contrastive import clip
   from jaxpapers.train import devices
 
-  batch_size = _BATCH.value
+  batch_size = bench_batch_size()
   config = configs.get_config('shapes_vit')
   # The step needs no data: build the experiment over the tiny set, the model is the preset's.
   config.data.update(name='shapes_captions_tiny', data_dir=tempfile.mkdtemp())
@@ -438,7 +549,8 @@ def clip_step() -> dict:
   images, tokens = (np.stack([row[key] for row in rows]) for key in ('image', 'tokens'))
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   params = jax.tree.map(np.asarray, state.params)
-  jax_rate = experiment_steps_per_second(experiment, state, {'image': images, 'tokens': tokens})
+  jax_step, jax_sync, flops = experiment_step(experiment, state,
+                                              {'image': images, 'tokens': tokens})
 
   class QuickGELU(nn.Module):
     def forward(self, x):
@@ -555,14 +667,12 @@ def clip_step() -> dict:
     with torch.no_grad():
       model.logit_scale.clamp_(max=math.log(clip.MAX_LOGIT_SCALE))
 
-  torch_rate = steps_per_second(torch_step, lambda: None)
-  return {'jax_pairs_per_s': jax_rate * batch_size, 'torch_pairs_per_s': torch_rate * batch_size,
-          'jax_over_torch': jax_rate / torch_rate, 'params': count,
-          'torch_version': torch.__version__, 'torch_threads': torch.get_num_threads()}
+  return Comparison(jax_step, jax_sync, torch_step, flops, 'pairs', items=batch_size,
+                    info={'params': count})
 
 
 @benchmark
-def resnet20() -> dict:
+def resnet20() -> Comparison:
   """ResNet-20 for CIFAR-10 (He et al. 2015, arXiv:1512.03385, sec. 4.2), SGD momentum, 32x32x3.
 
   JAX: the train step of experiments/classify.py with the `cifar10_resnet20` preset (SGD, momentum
@@ -586,7 +696,7 @@ def resnet20() -> dict:
   from jaxpapers import zoo
   from jaxpapers.train import devices
 
-  batch_size = _BATCH.value
+  batch_size = bench_batch_size()
   rng = np.random.default_rng(0)
   images = rng.uniform(size=(batch_size, 32, 32, 3)).astype(np.float32)
   labels = rng.integers(0, 10, size=batch_size).astype(np.int32)
@@ -657,7 +767,7 @@ def resnet20() -> dict:
                                            train=True, mutable=['batch_stats'])
     np.testing.assert_allclose(model(x).numpy(), jax_logits, rtol=1e-3, atol=1e-3)
 
-  jax_rate = experiment_steps_per_second(experiment, state, {'image': images, 'label': labels})
+  jax_step, jax_sync, flops = experiment_step(experiment, state, {'image': images, 'label': labels})
 
   o = config.optim
   decayed = [p for p in model.parameters() if p.ndim > 1]
@@ -666,22 +776,13 @@ def resnet20() -> dict:
                                {'params': others, 'weight_decay': 0.0}],
                               lr=o.learning_rate, momentum=o.momentum, nesterov=o.nesterov)
 
-  def torch_step():
-    optimizer.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
-    optimizer.step()
-
-  threads = torch.get_num_threads()
-  torch_rate, torch_rate_1thread = torch_steps_per_second(torch_step)
-  return {'jax_steps_per_s': jax_rate, 'torch_steps_per_s': torch_rate,
-          'torch_1thread_steps_per_s': torch_rate_1thread,
-          'jax_over_torch': jax_rate / max(torch_rate, torch_rate_1thread), 'params': count,
-          'torch_version': torch.__version__, 'torch_threads': threads}
+  torch_step = torch_train_step(model, optimizer, lambda model: F.cross_entropy(model(x), y))
+  return Comparison(jax_step, jax_sync, torch_step, flops, 'steps',
+                    info={'params': count})
 
 
 @benchmark
-def gpt2_small() -> dict:
+def gpt2_small() -> Comparison:
   """GPT-2 small (124,439,808 parameters), one AdamW step on `--batch_size` sequences of
   `--seq_len` tokens, dropout off on both sides.
 
@@ -697,9 +798,10 @@ def gpt2_small() -> dict:
   import transformers
 
   from jaxpapers import zoo
+  from jaxpapers.train import devices
   from jaxpapers.transformers import hf_convert
 
-  batch_size, seq_len = _BATCH.value, _SEQ_LEN.value
+  batch_size, seq_len = bench_batch_size(), _SEQ_LEN.value
   config = transformers.GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
   torch.manual_seed(0)
   hf = transformers.GPT2LMHeadModel(config)
@@ -724,41 +826,54 @@ def gpt2_small() -> dict:
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
-  train_step = jax.jit(train_step, donate_argnums=(0, 1))
   holder = {'state': (jax.device_put(params), jax.jit(tx.init)(params))}
   batch = jax.device_put((inputs, targets))
+  flops = matmul_flops(train_step, *holder['state'], *batch)
+  train_step = jax.jit(train_step, donate_argnums=(0, 1),
+                       compiler_options=devices.compiler_options())
 
   def jax_step():
     holder['state'] = train_step(*holder['state'], *batch)
 
-  jax_rate = steps_per_second(jax_step, lambda: jax.block_until_ready(holder['state']))
   optimizer = torch.optim.AdamW(hf.parameters(), lr=1e-4, weight_decay=0.01)
   x, y = torch.from_numpy(inputs).long(), torch.from_numpy(targets).long()
 
-  def torch_step():
-    optimizer.zero_grad(set_to_none=True)
-    logits = hf(x).logits
-    torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)).backward()
-    optimizer.step()
+  def loss(model):
+    logits = model(x).logits
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
-  torch_rate = steps_per_second(torch_step, lambda: None)
-  tokens_per_step = batch_size * seq_len
-  return {'jax_tokens_per_s': jax_rate * tokens_per_step,
-          'torch_tokens_per_s': torch_rate * tokens_per_step, 'jax_over_torch': jax_rate / torch_rate,
-          'seq_len': seq_len, 'torch_version': torch.__version__,
-          'transformers_version': transformers.__version__, 'torch_threads': torch.get_num_threads()}
+  return Comparison(jax_step, lambda: jax.block_until_ready(holder['state']),
+                    torch_train_step(hf, optimizer, loss), flops, 'tokens',
+                    items=batch_size * seq_len,
+                    info={'seq_len': seq_len, 'transformers_version': transformers.__version__})
 
 
 def main(argv):
   import jax
-  names = argv[1:] or list(BENCHMARKS)
+  names = list(BENCHMARKS) if _ALL.value else argv[1:]
+  if not names or (_ALL.value and argv[1:]):
+    raise app.UsageError(f'name benchmarks or pass --all; known: {", ".join(BENCHMARKS)}')
   for name in names:
     if name not in BENCHMARKS:
       raise app.UsageError(f'unknown benchmark {name!r}; known: {", ".join(BENCHMARKS)}')
-    result = BENCHMARKS[name]()
-    result.update(benchmark=name, batch_size=_BATCH.value, device=jax.devices()[0].device_kind,
-                  jax_version=jax.__version__, cpu_count=os.cpu_count(), machine=platform.machine())
-    print(json.dumps(result))
+  start = time.perf_counter()
+  roof = roofline()
+  print(json.dumps({'benchmark': 'roofline_matmul_2048', **roof}), flush=True)
+  results = []
+  for name in names:
+    _current['name'] = name
+    result = {'benchmark': name, 'batch_size': bench_batch_size()}
+    result.update(compare(BENCHMARKS[name](), roof['jax_gflops']))
+    result.update(roofline_gflops=roof['jax_gflops'], device=jax.devices()[0].device_kind,
+                  jax_version=jax.__version__, cpu_count=os.cpu_count(),
+                  machine=platform.machine())
+    print(json.dumps(result), flush=True)
+    results.append(result)
+  print(f'# {len(names)} benchmarks in {time.perf_counter() - start:.0f} s')
+  if _JSON.value:
+    with open(_JSON.value, 'w') as f:
+      json.dump({'roofline': roof, 'benchmarks': results,
+                 'wall_s': time.perf_counter() - start}, f, indent=1)
 
 
 if __name__ == '__main__':

@@ -217,14 +217,15 @@ def _compile_train_step(experiment: Experiment, abstract_state: Any, mesh: jax.s
   state_sharding = jax.tree.map(lambda s: s.sharding, abstract_state)
   replicated = devices.replicated(mesh)
   return jax.jit(step, in_shardings=(state_sharding, devices.data_sharded(mesh), replicated),
-                 out_shardings=(state_sharding, replicated), donate_argnums=(0, 2))
+                 out_shardings=(state_sharding, replicated), donate_argnums=(0, 2),
+                 compiler_options=devices.compiler_options())
 
 
 def _compile_eval_step(experiment: Experiment):
   """jit of (state, batch, sums) -> sums + eval_step(state, batch)."""
   return jax.jit(
       lambda state, batch, sums: jax.tree.map(jnp.add, sums, experiment.eval_step(state, batch)),
-      donate_argnums=(2,))
+      donate_argnums=(2,), compiler_options=devices.compiler_options())
 
 
 def _zero_accumulator(metric_shapes: Any, replicated) -> dict[str, Any]:
