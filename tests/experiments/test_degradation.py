@@ -99,7 +99,7 @@ def test_tiny_run_trains_and_draws_the_figure(digits_dir, tmp_path):
   np.testing.assert_array_equal(steps, [1, 2, 3, 4])
   assert np.all((0.0 <= error) & (error <= 1.0))
   results = json.loads((tmp_path / 'resnet20' / 'results.json').read_text())
-  assert results['config']['model'] == 'resnet20' and results['step'] == 4
+  assert results['config']['model']['name'] == 'resnet20' and results['step'] == 4
   saved = json.loads((tmp_path / 'summary.json').read_text())
   assert saved['plot'].endswith('training_error.png')
   assert (tmp_path / 'training_error.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
@@ -110,8 +110,8 @@ def test_cifar10_presets_follow_the_papers():
                                        ('cifar10_resnet56', 'resnet56', 1e-4, False),
                                        ('cifar10_wrn_28_10', 'wrn_28_10', 5e-4, True)):
     c = classify_configs.get_config(name)
-    assert c.model == model and c.data.name == 'cifar10' and not c.data.in_memory
-    assert (c.data.random_crop_padding, c.data.random_flip) == (4, True)
+    assert c.model.name == model and c.data.name == 'cifar10' and not c.data.in_memory
+    assert (c.data.augment.random_crop_padding, c.data.augment.random_flip) == (4, True)
     assert (c.optim.name, c.optim.learning_rate, c.optim.momentum) == ('momentum', 0.1, 0.9)
     assert (c.optim.weight_decay, c.optim.nesterov, c.train.batch_size) == (decay, nesterov, 128)
 
