@@ -25,9 +25,10 @@ def check_values(config: ml_collections.ConfigDict) -> None:
   _check_integer('config.train.eval_every', train.eval_every, minimum=0,
                  meaning='a non-negative integer (0: evaluate only at the end)')
   for name, value in _learning_rates(config, 'config'):
+    # 0 is allowed: a run that only evaluates, or holds a player still.
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-        or value <= 0:
-      raise ConfigError(f'{name}={value!r} must be a finite positive number')
+        or value < 0:
+      raise ConfigError(f'{name}={value!r} must be a finite non-negative number')
 
 
 def _check_integer(name: str, value: Any, minimum: int, meaning: str = 'a positive integer') -> None:

@@ -90,10 +90,10 @@ def test_char_lm_tiny_run_reports_bits_per_character_and_baselines(tmp_path):
   np.testing.assert_allclose(ev['bits_per_char'], np.sum(bits) / chars, rtol=1e-5)
   unigram, bigram = text_corpus.ngram_log_probs(text_corpus.load('train'))
   np.testing.assert_allclose(ev['unigram_bits_per_char'],
-                             -unigram[windows[:, 1:]].sum() / math.log(2) / chars, rtol=1e-9)
+                             -unigram[windows[:, 1:]].sum() / math.log(2) / chars, rtol=1e-6)
   np.testing.assert_allclose(ev['bigram_bits_per_byte'],
                              -bigram[windows[:, :-1], windows[:, 1:]].mean() / math.log(2),
-                             rtol=1e-9)
+                             rtol=1e-6)  # constants, but summed on the device in float32
   assert ev['bigram_bits_per_byte'] < ev['unigram_bits_per_byte'] < 8.0
 
 

@@ -26,7 +26,7 @@ HEAD = '^params/Dense_1/'  # digits_cnn's classifier
 
 def digits_cnn_config(digits_dir, **overrides):
   config = classify_configs.get_config('tiny')
-  config.model = 'digits_cnn'
+  config.model.name = 'digits_cnn'
   config.data.data_dir = digits_dir
   config.optim.update(schedule='constant', warmup_steps=0)
   config.train.update(steps=2, batch_size=16, log_every=1, eval_every=0, checkpoint_every=2)
