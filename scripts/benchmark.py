@@ -132,7 +132,6 @@ def time_rounds(runs: dict[str, tuple[Callable[[], None], Callable[[], None]]],
 def roofline() -> dict:
   """GFLOP/s of a 2048x2048 float32 matmul, jitted JAX and torch, timed like the benchmarks."""
   import jax
-  import jax.numpy as jnp
   import numpy as np
   import torch
 
@@ -607,9 +606,11 @@ def clip_step() -> Comparison:
 
     def block(module, p):
       a = p['attn']
-      module.attn.in_proj_weight.data = t(np.concatenate([a[k]['kernel'].T for k in ('query', 'key', 'value')]))
-      module.attn.in_proj_bias.data = t(np.concatenate([a[k]['bias'] for k in ('query', 'key', 'value')]))
-      module.attn.out_proj.weight.data, module.attn.out_proj.bias.data = t(a['out']['kernel'].T), t(a['out']['bias'])
+      qkv = ('query', 'key', 'value')
+      module.attn.in_proj_weight.data = t(np.concatenate([a[k]['kernel'].T for k in qkv]))
+      module.attn.in_proj_bias.data = t(np.concatenate([a[k]['bias'] for k in qkv]))
+      module.attn.out_proj.weight.data = t(a['out']['kernel'].T)
+      module.attn.out_proj.bias.data = t(a['out']['bias'])
       for ln in ('ln_1', 'ln_2'):
         getattr(module, ln).weight.data, getattr(module, ln).bias.data = t(p[ln]['scale']), t(p[ln]['bias'])
       for i, name in ((0, 'c_fc'), (2, 'c_proj')):
@@ -621,7 +622,8 @@ def clip_step() -> Comparison:
 
     v, x = params['visual'], params['text']
     model.conv1.weight.data = t(v['conv1']['kernel'].transpose(3, 2, 0, 1))
-    model.class_embedding.data, model.visual_positions.data = t(v['class_embedding']), t(v['positional_embedding'])
+    model.class_embedding.data = t(v['class_embedding'])
+    model.visual_positions.data = t(v['positional_embedding'])
     norm(model.ln_pre, v['ln_pre'])
     norm(model.ln_post, v['ln_post'])
     model.proj.data = t(v['proj'])
