@@ -23,8 +23,7 @@ class SampleGrid(Evaluator):
     images = self.fn(state, jax.random.PRNGKey(c['seed']), c['num_images'])
     images = np.asarray(multihost_utils.process_allgather(images, tiled=True))
     if jax.process_index() == 0:
-      rows = c['num_rows'] or None
-      metrics.save_image_grid(images, f'{writer.workdir}/samples/step_{step}.png', num_rows=rows,
-                              scale=c['scale'])
-      writer.image(step, 'samples', metrics.image_grid(images, rows))
+      grid = metrics.image_grid(images, c['num_rows'] or None)
+      metrics.save_png(grid, f'{writer.workdir}/samples/step_{step}.png', scale=c['scale'])
+      writer.image(step, 'samples', grid)
     return {}

@@ -188,9 +188,16 @@ def load_state(workdir: str, step: int | None = None) -> Any:
   manager.close()
   if step is None:
     raise CheckpointError(f'no checkpoint in {directory}: train the run first')
-  path = f'{directory}/{step}/state'
+  return restore_as_numpy(f'{directory}/{step}/state')
+
+
+def restore_as_numpy(path: str) -> Any:
+  """The tree of an orbax `StandardCheckpointer` checkpoint at `path` as NumPy arrays, restored
+  onto one local device from its own metadata, whatever topology wrote it."""
   checkpointer = ocp.StandardCheckpointer()
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                         checkpointer.metadata(path).item_metadata.tree)
-  return jax.device_get(checkpointer.restore(path, target))
+  tree = jax.device_get(checkpointer.restore(path, target))
+  checkpointer.close()
+  return tree

@@ -31,6 +31,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from jaxpapers.errors import CheckpointError, ConfigError
+from jaxpapers.train import checkpoint
 from jaxpapers.train.state import TrainState
 
 VARIABLES = 'variables'
@@ -82,12 +83,7 @@ def load_variables(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
     raise ConfigError(f'init_from={directory!r}: no {VARIABLES}/ in it; write one with '
                       'scripts/convert.py (or init_from.save_variables)')
   try:
-    checkpointer = ocp.StandardCheckpointer()
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          checkpointer.metadata(path).item_metadata.tree)
-    variables = jax.device_get(checkpointer.restore(path, target))
-    checkpointer.close()
+    variables = checkpoint.restore_as_numpy(path)
   except Exception as e:  # orbax raises ValueError, JSONDecodeError, KeyError, ... by cause.
     reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
     raise CheckpointError(f'cannot read {path} ({type(e).__name__}: {reason[:300]})') from e

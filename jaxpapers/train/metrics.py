@@ -136,7 +136,11 @@ def image_grid(images: np.ndarray, num_rows: int | None = None, pad: int = 1) ->
 
 def save_image_grid(images: np.ndarray, path: str, num_rows: int | None = None, scale: int = 1) -> str:
   """Saves `image_grid(images)` as a PNG, enlarged `scale` times with nearest-neighbour pixels."""
-  grid = image_grid(images, num_rows)
+  return save_png(image_grid(images, num_rows), path, scale)
+
+
+def save_png(grid: np.ndarray, path: str, scale: int = 1) -> str:
+  """Saves a uint8 [H, W, C] image as a PNG, enlarged `scale` times with nearest-neighbour pixels."""
   picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   if scale != 1:
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
