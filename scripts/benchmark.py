@@ -247,7 +247,8 @@ def fast_weights_cell() -> Comparison:
   """Ba et al. 2016's associative-retrieval classifier with the fast-weights cell, R = 50, Adam.
 
   JAX: the train step of experiments/fast_weights.py (`nn.RNN`, i.e. lax.scan over the 11 tokens).
-  PyTorch: the same cell (Eqs. 1, 2, 5: S = 1, layer norm) and classifier as a Python loop over
+  PyTorch: the same cell (Eqs. 2, 4, 5: S = 1, layer norm, the memory as the last states, as the
+  JAX classifier keeps it for sequences no longer than R) and classifier as a Python loop over
   time, started from the JAX parameters; its logits are checked against JAX's before timing.
   """
   import jax
@@ -284,14 +285,18 @@ def fast_weights_cell() -> Comparison:
 
     def forward(self, tokens):
       x = self.embed(tokens)
+      steps = tokens.shape[1]
       h = x.new_zeros(x.shape[0], m.hidden_size)
-      fast = x.new_zeros(x.shape[0], m.hidden_size, m.hidden_size)  # A(0) = 0
-      for t in range(tokens.shape[1]):
+      past = x.new_zeros(x.shape[0], steps, m.hidden_size)  # the attention form's memory, as JAX's
+      decays = m.decay ** torch.arange(steps - 1, -1, -1, dtype=x.dtype)
+      for t in range(steps):
         boundary = self.recurrent(h) + self.input(x[:, t])
         h_next = torch.relu(boundary)
-        for _ in range(m.inner_steps):
-          h_next = torch.relu(self.norm(boundary + torch.bmm(fast, h_next[:, :, None])[..., 0]))
-        fast = m.decay * fast + m.fast_lr * h_next[:, :, None] * h_next[:, None, :]
+        for _ in range(m.inner_steps):  # A(t) h_s by Eq. (4)
+          scores = torch.bmm(past, h_next[:, :, None])[..., 0] * decays
+          read = m.fast_lr * torch.bmm(scores[:, None, :], past)[:, 0]
+          h_next = torch.relu(self.norm(boundary + read))
+        past = torch.cat([past[:, 1:], h_next[:, None]], dim=1)
         h = h_next
       return self.logits(torch.relu(self.hidden(h)))
 

@@ -17,10 +17,18 @@ step, Eqs. (2) and (5):
     h_{s+1}(t+1) = f(LN[W h(t) + C x(t) + A(t) h_s(t+1)]),   s = 0..S-1
     h(t+1)       = h_S(t+1),   f = ReLU.
 
-`FastWeightsCell` carries (A(t), h(t)): one step reads x(t), returns h(t+1) and the updated memory
-A(t+1). Unrolling Eq. (1) gives the attention form of Eqs. (3)-(4), which `fast_weights_readout`
+Unrolling Eq. (1) gives the attention form of Eqs. (3)-(4), which `fast_weights_readout`
 implements: A(t) h = eta sum_{tau <= t} lambda^{t - tau} h(tau) (h(tau)^T h), a decaying dot-product
-attention over past hidden states. (The paper prints Eq. (3) with the sum ending at tau = t - 1 and
+attention over past hidden states. `FastWeightsCell` keeps its memory in either form, as section 3.1
+does for mini-batches (each sequence has its own A, so A is never built there): with
+`memory_length=0` it carries (A(t), h(t)) and applies Eq. (1); with `memory_length=L` it carries
+(the last L states h(t-L+1)..h(t), h(t)) and reads A(t) h_s by Eq. (4). The two give the same
+states for sequences of at most L steps; per step the matrix form costs O(R^2) per sequence and
+the attention form O(L R), and the backward pass of the scan stores each step's carry, O(T R^2)
+against O(T L R). `RetrievalClassifier` therefore uses the attention form whenever its sequences
+are no longer than R (the paper's retrieval sequences have 2K + 3 = 11 steps, R is 20 to 100):
+at R = 100 it trains 4.4x slower than at R = 50 with the matrix form and
+about 2x slower with the attention form (`WORKSPACE.md`, CPU performance). (The paper prints Eq. (3) with the sum ending at tau = t - 1 and
 exponent t - tau - 1, i.e. without h(t); with Eq. (1) as written, A(t) already holds h(t), which is
 what the recurrence here and the readout both use. The two differ only by whether the most recent
 state is in memory.) The tests check the scanned cell against an explicit unrolled reference
@@ -93,7 +101,9 @@ def fast_weights_readout(past_hidden: jax.Array, query: jax.Array, decay: float,
 class FastWeightsCell(nn.RNNCellBase):
   """The layer-normalised fast-weights RNN cell, Eqs. (1), (2) and (5).
 
-  Carry: (A [..., R, R], h [..., R]), both zero at the start of a sequence.
+  Carry, zero at the start of a sequence: (A [..., R, R], h [..., R]) with `memory_length=0`
+  (Eq. (1)); (past states [..., L, R], oldest first, h [..., R]) with `memory_length=L` (Eq. (4),
+  exact for sequences of at most L steps: an older state would be dropped).
   """
   hidden_size: int
   decay: float = 0.95  # lambda
@@ -101,31 +111,41 @@ class FastWeightsCell(nn.RNNCellBase):
   inner_steps: int = 1  # S
   layer_norm: bool = True
   recurrent_identity_scale: float = 0.05
+  memory_length: int = 0  # 0: the fast-weight matrix A; L > 0: the last L states (attention form).
 
   @nn.compact
   def __call__(self, carry: tuple[jax.Array, jax.Array],
                x: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
-    fast, h = carry
+    memory, h = carry
     recurrent = nn.Dense(self.hidden_size, use_bias=False,
                          kernel_init=scaled_identity(self.recurrent_identity_scale),
                          name='recurrent')  # W
     inputs = nn.Dense(self.hidden_size, use_bias=False, name='input')  # C
     # One LN (one gain and bias) normalises every inner step.
     norm = nn.LayerNorm(name='layer_norm') if self.layer_norm else (lambda z: z)
+    if self.memory_length:
+      # Slots not yet written are zero and add nothing to the readout.
+      read = lambda q: fast_weights_readout(memory, q, self.decay, self.fast_lr)
+    else:
+      read = lambda q: jnp.einsum('...ij,...j->...i', memory, q)
 
     boundary = recurrent(h) + inputs(x)  # Held fixed through the inner loop.
     h_next = nn.relu(boundary)  # h_0(t+1)
     for _ in range(self.inner_steps):  # S is static and small; time is scanned, not unrolled.
-      h_next = nn.relu(norm(boundary + jnp.einsum('...ij,...j->...i', fast, h_next)))
-    fast = self.decay * fast + self.fast_lr * h_next[..., :, None] * h_next[..., None, :]
-    return (fast, h_next), h_next
+      h_next = nn.relu(norm(boundary + read(h_next)))
+    if self.memory_length:
+      memory = jnp.concatenate([memory[..., 1:, :], h_next[..., None, :]], axis=-2)
+    else:
+      memory = self.decay * memory + self.fast_lr * h_next[..., :, None] * h_next[..., None, :]
+    return (memory, h_next), h_next
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array,
                        input_shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
     del rng  # The carry starts at zero.
     batch = input_shape[:-1]
-    return (jnp.zeros(batch + (self.hidden_size, self.hidden_size), jnp.float32),
+    memory_rows = self.memory_length or self.hidden_size
+    return (jnp.zeros(batch + (memory_rows, self.hidden_size), jnp.float32),
             jnp.zeros(batch + (self.hidden_size,), jnp.float32))
 
   @property
@@ -153,12 +173,14 @@ class RetrievalClassifier(nn.Module):
   # Associative-LSTM setting.
   num_copies: int = 4
 
-  def make_cell(self) -> nn.RNNCellBase:
-    """The recurrent cell; called inside `__call__`, so its parameters sit under 'cell'."""
+  def make_cell(self, steps: int) -> nn.RNNCellBase:
+    """The recurrent cell for sequences of `steps` tokens; called inside `__call__`, so its
+    parameters sit under 'cell'."""
     if self.cell == 'fast_weights':
+      # The cheaper memory form for this length (same states either way; see the module docstring).
       return FastWeightsCell(self.hidden_size, decay=self.decay, fast_lr=self.fast_lr,
                              inner_steps=self.inner_steps, layer_norm=self.layer_norm,
-                             name='cell')
+                             memory_length=steps if steps <= self.hidden_size else 0, name='cell')
     if self.cell == 'irnn':
       return IRNNCell(self.hidden_size, name='cell')
     if self.cell == 'lstm':
@@ -170,7 +192,7 @@ class RetrievalClassifier(nn.Module):
   @nn.compact
   def __call__(self, tokens: jax.Array) -> jax.Array:
     x = nn.Embed(self.vocab_size, self.embed_dim, name='embed')(tokens)
-    outputs = nn.RNN(self.make_cell(), name='rnn')(x)
+    outputs = nn.RNN(self.make_cell(tokens.shape[1]), name='rnn')(x)
     h = nn.relu(nn.Dense(self.mlp_hidden, name='hidden')(outputs[:, -1]))
     return nn.Dense(self.num_classes, name='logits')(h)
 

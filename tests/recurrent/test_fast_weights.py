@@ -103,6 +103,16 @@ def test_carry_holds_eq1_memory_after_the_sequence():
     chex.assert_trees_all_close(fast[b], _fast_matrix(np.asarray(hs[b])), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize('inner_steps', [1, 2])
+def test_attention_memory_gives_the_matrix_memory_states_and_gradients(inner_steps):
+  xs = jax.random.normal(jax.random.key(4), (3, 7, 4))
+  matrix = nn.RNN(fw.FastWeightsCell(6, inner_steps=inner_steps))
+  attention = nn.RNN(fw.FastWeightsCell(6, inner_steps=inner_steps, memory_length=7))
+  params = _random_params(jax.eval_shape(matrix.init, jax.random.key(0), xs), seed=inner_steps)
+  loss = lambda rnn: jax.jit(jax.value_and_grad(lambda p: jnp.sum(rnn.apply(p, xs) ** 2)))(params)
+  chex.assert_trees_all_close(loss(attention), loss(matrix), rtol=1e-4, atol=1e-5)
+
+
 def test_layer_norm_normalises_each_inner_preactivation():
   cell = fw.FastWeightsCell(8, inner_steps=2)
   x = jax.random.normal(jax.random.key(0), (3, 4))
