@@ -49,7 +49,7 @@ from jaxpapers.data import pipeline
 from jaxpapers.errors import ConfigError
 from jaxpapers.gans import gan as gan_losses
 from jaxpapers.gans import wgan_gp
-from jaxpapers.train import cli, optim
+from jaxpapers.train import checkpoint, cli, optim
 from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import GameState, PlayerState, sub_batches
 
@@ -87,14 +87,19 @@ class GAN(Experiment):
     self._prepare_classifiers()
 
   def _prepare_classifiers(self):
+    """Trains each `sample_quality` classifier whose workdir holds no run yet, with the classify
+    preset named as its zoo model (digits_cnn, shapes_cnn)."""
     for name, entry in (self.config.get('evals') or {}).items():
       if entry.get('type') == 'sample_quality':
         if not entry.get('classifier_workdir'):
           raise ConfigError(f'config.evals.{name}.classifier_workdir is empty')
-        # The classify preset of the same name as the classifier's zoo model trains it.
-        classify.trained_classifier(entry.classifier_workdir, entry.get('classifier_preset') or
-                                    entry.get('classifier_model', 'digits_cnn'),
-                                    self.config.data.data_dir)
+        checkpointer = checkpoint.Checkpointer(entry.classifier_workdir)
+        trained = checkpointer.latest_step() is not None
+        checkpointer.close()
+        if not trained:
+          classify.trained_classifier(entry.classifier_workdir,
+                                      entry.get('classifier_model', 'digits_cnn'),
+                                      self.config.data.data_dir)
 
   # The networks, called with labels only when the game is conditional.
 

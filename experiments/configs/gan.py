@@ -59,7 +59,7 @@ def base() -> ml_collections.ConfigDict:
       quality_ema=_quality('sample_ema'),
   ))
   c.train = ml_collections.ConfigDict(dict(
-      steps=10_000, batch_size=64, log_every=250, eval_every=1000, checkpoint_every=2000,
+      steps=20_000, batch_size=64, log_every=500, eval_every=2000, checkpoint_every=5000,
       max_to_keep=2))
   return c
 
