@@ -24,12 +24,14 @@ from experiments import gan
 from jaxpapers import evaluators
 from jaxpapers.evaluators import base as evaluators_base
 from jaxpapers.evaluators import sample_quality
-from jaxpapers.train import devices, metrics
+from jaxpapers.train import checkpoint, devices, metrics
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('run_dirs', [], 'workdirs of finished experiments/gan.py runs')
 flags.DEFINE_list('steps', [], 'evaluation steps shown (default: every logged one)')
 flags.DEFINE_string('plot', '', 'where to write the figure of the curves (PNG)')
+flags.DEFINE_string('grid_dir', '', 'if set, writes <run>_samples.png and <run>_ema_samples.png of '
+                    'the final checkpoint there (the config\'s grid: same key, size and rows)')
 
 COLUMNS = ('frechet_distance', 'classifier_score', 'classes_found', 'class_accuracy')
 
@@ -91,7 +93,35 @@ def run_table(run_dir: str, steps: list[int]) -> tuple[list[str], dict]:
       return {c: float(history[f'{prefix}_{c}'][1][list(history[f'{prefix}_{c}'][0]).index(step)])
               for c in COLUMNS if f'{prefix}_{c}' in history}
     lines.append(_row(f'step {step}', at(raw_name), at(ema_name) if ema_name else None))
+  if FLAGS.grid_dir:
+    _final_grids(experiment, run_dir, config, mesh)
+  if config.gan.conditional:
+    final = int(logged[-1])
+    for prefix in (raw_name, ema_name) if ema_name else (raw_name,):
+      per_class = [history[f'{prefix}_class_accuracy_{c}'][1][-1]
+                   for c in range(experiment.num_classes)]
+      lines.append(f'\n{prefix} per-class accuracy at step {final}: '
+                   + ' '.join(f'{c}: {a:.2f}' for c, a in enumerate(per_class)))
   return lines, history
+
+
+def _final_grids(experiment, run_dir, config, mesh):
+  abstract = jax.eval_shape(experiment.init, jax.random.PRNGKey(0))
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype,
+                                                         sharding=devices.replicated(mesh)), abstract)
+  checkpointer = checkpoint.Checkpointer(run_dir)
+  _, state, _ = checkpointer.restore_latest(abstract)
+  checkpointer.close()
+  grid = config.evals.samples
+  name = os.path.basename(run_dir.rstrip('/'))
+  fns = experiment.evaluation_fns()
+  for fn, suffix in (('sample', ''), ('sample_ema', '_ema')):
+    if fn in fns:
+      images = np.asarray(fns[fn](state, jax.random.PRNGKey(grid.seed), grid.num_images))
+      path = os.path.join(FLAGS.grid_dir, f'{name}{suffix}_samples.png')
+      metrics.save_png(metrics.image_grid(images, grid.get('num_rows', 0) or None), path,
+                       scale=grid.scale)
+      print(f'grid: {path}')
 
 
 def plot(histories: dict[str, dict], path: str) -> None:
