@@ -106,12 +106,12 @@ class GAN(Experiment):
   def _labels(self, labels):
     return (labels,) if self.config.gan.conditional else ()
 
-  def generate(self, params, model_state, z, labels, train: bool = True):
-    """(images in [-1, 1], the generator's updated model state). Batch statistics even when
-    sampling (see the module docstring)."""
+  def generate(self, params, model_state, z, labels):
+    """(images in [-1, 1], the generator's updated model state), in training mode: batch
+    statistics also when sampling (see the module docstring)."""
     variables = {'params': params, **model_state}
     if not model_state:
-      return self.generator.apply(variables, z, *self._labels(labels), train=train), model_state
+      return self.generator.apply(variables, z, *self._labels(labels), train=True), model_state
     images, updated = self.generator.apply(variables, z, *self._labels(labels), train=True,
                                            mutable=list(model_state))
     return images, dict(updated)
