@@ -148,3 +148,17 @@ def _restore(experiment, workdir):
   _, state, _ = checkpointer.restore_latest(abstract)
   checkpointer.close()
   return state
+
+
+def test_presets_follow_the_papers_recipes():
+  dcgan_64 = configs.get_config('dcgan_64')
+  assert (dcgan_64.generator.name, dcgan_64.discriminator.name) == ('dcgan_64_generator',
+                                                                    'dcgan_64_discriminator')
+  for player in ('generator', 'discriminator'):
+    assert (dcgan_64.optim[player].learning_rate, dcgan_64.optim[player].b1) == (2e-4, 0.5)
+    wgan = configs.get_config('wgan_gp_digits').optim[player]
+    assert (wgan.learning_rate, wgan.b1, wgan.b2) == (1e-4, 0.0, 0.9)
+  wgan = configs.get_config('wgan_gp_digits')
+  assert (wgan.gan.game, wgan.gan.n_critic, wgan.gan.gp_weight) == ('wgan_gp', 5, 10.0)
+  assert configs.get_config('gan_digits_minimax').gan.game == 'minimax'
+  assert configs.get_config('cgan_digits').gan.conditional
