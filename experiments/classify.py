@@ -32,7 +32,7 @@ class Classify(Experiment):
   def __init__(self, config, mesh):
     super().__init__(config, mesh)
     self.data = pipeline.from_config(config.data)
-    self._num_classes = self.data.info.features['label'].num_classes
+    self._num_classes = self.data.info.features[config.data.get('label_feature', 'label')].num_classes
     self.model = zoo.build_from_config(config.model)
     if getattr(self.model, 'num_classes', self._num_classes) != self._num_classes:
       # The data decides the head: an ImageNet preset fine-tuned on 10 classes gets a 10-way one

@@ -4,6 +4,7 @@ Presets:
   digits_cnn  the demo: LeNet-style convnet on the offline digits set (>= 95% test accuracy in ~1 min on CPU)
   digits_mlp  a one-hidden-layer MLP on the same data
   digits_vit  a 4-layer ViT (2x2 patches) on the same data
+  shapes_cnn  the same convnet on the 32x32 shapes_captions images, predicting their `shape`
   tiny        a few steps of the MLP, for tests
   cifar10_resnet20, cifar10_resnet56, cifar10_wrn_28_10
               the papers' CIFAR-10 recipes (TFDS `cifar10`, prepared in array_record), for a
@@ -58,6 +59,17 @@ def digits_vit() -> ml_collections.ConfigDict:
   return c
 
 
+def shapes_cnn() -> ml_collections.ConfigDict:
+  """The shape (circle, square, triangle, diamond, cross) of the 32x32 shapes_captions images: the
+  fixed classifier scoring generated shapes (`sample_quality` with classifier_model='shapes_cnn')."""
+  c = base()
+  c.model.name = 'shapes_cnn'
+  c.data.update(name='shapes_captions', eval_split='validation', label_feature='shape')
+  c.data.augment.random_crop_padding = 0
+  c.train.update(steps=1000, batch_size=64)
+  return c
+
+
 def tiny() -> ml_collections.ConfigDict:
   c = digits_mlp()
   c.optim.warmup_steps = 2
@@ -104,7 +116,7 @@ def cifar10_wrn_28_10() -> ml_collections.ConfigDict:
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   return select(preset, {'digits_cnn': base, 'digits_mlp': digits_mlp, 'digits_vit': digits_vit,
-                          'tiny': tiny,
+                          'shapes_cnn': shapes_cnn, 'tiny': tiny,
                           'cifar10_resnet20': lambda: cifar10('resnet20'),
                           'cifar10_resnet56': lambda: cifar10('resnet56'),
                           'cifar10_wrn_28_10': cifar10_wrn_28_10},

@@ -6,7 +6,8 @@ of trainable average subsampling (S2, S4 have no parameters here), C3 connected 
 (the paper's Table I connects each C3 map to a subset, 1,516 parameters instead of 2,416), and a
 linear softmax output instead of the Euclidean RBF units. With these, `lenet5` on 32x32 inputs has
 the widely quoted 61,706 parameters: C1 156 + C3 2,416 + C5 48,120 + F6 10,164 + output 850.
-`digits_cnn` is the same network shape sized for the 8x8 digits images (3x3 kernels, SAME padding).
+`digits_cnn` is the same network shape sized for the 8x8 digits images (3x3 kernels, SAME padding);
+`shapes_cnn` the same layers for the 32x32 shapes images' five shapes.
 """
 
 from __future__ import annotations
@@ -47,3 +48,9 @@ zoo.register('digits_cnn', lambda: LeNet(conv_features=(32, 64), kernel_size=3, 
                                          hidden_features=(128,)),
              inputs=zoo.image_input(8, 8, 1), apply_kwargs={'train': False}, paper=_PAPER,
              reference_params=320 + 18_496 + 32_896 + 1_290, reference_source='closed form')
+# The fixed classifier of the 32x32 shapes images' `shape` (5 classes), for sample quality:
+# 3*3*3*32+32 + 3*3*32*64+64 + (8*8*64)*128+128 + 128*5+5.
+zoo.register('shapes_cnn', lambda: LeNet(conv_features=(32, 64), kernel_size=3, padding='SAME',
+                                         hidden_features=(128,), num_classes=5),
+             inputs=zoo.image_input(32, 32, 3), apply_kwargs={'train': False}, paper=_PAPER,
+             reference_params=896 + 18_496 + 524_416 + 645, reference_source='closed form')

@@ -17,6 +17,7 @@ the offline datasets of this package (`OFFLINE_BUILDERS`) are built on first use
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Iterator, Mapping
 
@@ -157,6 +158,11 @@ def image_generation_preprocess(ex: Mapping[str, Any]) -> Example:
   return out
 
 
+def _relabelled(preprocess: Callable[[Mapping[str, Any]], Example], feature: str,
+                ex: Mapping[str, Any]) -> Example:
+  return preprocess({**ex, 'label': ex[feature]})
+
+
 # What `config.data.preprocess` can name.
 PREPROCESSORS: dict[str, Callable[[Mapping[str, Any]], Example]] = {
     'image_classification': image_classification_preprocess,
@@ -196,12 +202,16 @@ class Splits:
 def from_config(config: Mapping[str, Any]) -> Splits:
   """The splits a `config.data` names: name, data_dir ('' for TFDS_DATA_DIR), train_split,
   eval_split, preprocess (a key of `PREPROCESSORS`), in_memory (decode every example once: for
-  small datasets, where decoding dominates). Other keys (e.g. `augment`) belong to the experiment.
+  small datasets, where decoding dominates), label_feature (optional: the feature read as `label`,
+  for datasets with several class features). Other keys (e.g. `augment`) belong to the experiment.
   """
   if config['preprocess'] not in PREPROCESSORS:
     raise ConfigError(f'config.data.preprocess={config["preprocess"]!r}; valid: '
                       f'{", ".join(PREPROCESSORS)}')
   preprocess = PREPROCESSORS[config['preprocess']]
+  label_feature = config.get('label_feature', 'label')
+  if label_feature != 'label':  # e.g. the `shape` of shapes_captions as a classifier's label
+    preprocess = functools.partial(_relabelled, preprocess, label_feature)
   directory = config.get('data_dir') or None
   train, evaluation = (load_source(config['name'], split, directory)
                        for split in (config['train_split'], config['eval_split']))

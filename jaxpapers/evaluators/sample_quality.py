@@ -12,7 +12,9 @@ Papers:
 `SampleQuality` is the evaluator (`config.evals` type `sample_quality`): after each evaluation it
 draws `num_samples` images with the experiment's `fn(state, key, num)`, and reports their Frechet
 distance to the reference split, the classifier score, and `classes_found`, how many classes the
-classifier's argmax gives to at least 1% of the samples (mode collapse shows as a low count). The
+classifier's argmax gives to at least 1% of the samples (mode collapse shows as a low count); for a
+class-conditional model (`conditional=True`) also the classifier's accuracy against the classes the
+samples were drawn for, overall and per class. The
 fixed classifier is a trained run of any zoo classifier whose checkpoint is in
 `classifier_workdir` (e.g. `python -m experiments.classify
 --config=experiments/configs/classify.py:digits_cnn --workdir=runs/digits_classifier`).
@@ -134,10 +136,40 @@ def load_classifier(workdir: str, model_name: str) -> Classifier:
                                                         checkpoint.load_variables(workdir)))
 
 
+def class_accuracy(probs, labels) -> dict[str, float]:
+  """How often the classifier's argmax is the class a sample was drawn for: overall and per class.
+
+  `class_accuracy_<c>` is the accuracy on the samples drawn for class c (NaN if none was).
+  """
+  probs, labels = np.asarray(probs), np.asarray(labels)
+  correct = probs.argmax(axis=1) == labels
+  metrics = {'class_accuracy': float(np.mean(correct))}
+  for c in range(probs.shape[1]):
+    drawn = labels == c
+    metrics[f'class_accuracy_{c}'] = float(np.mean(correct[drawn])) if drawn.any() else float('nan')
+  return metrics
+
+
+def sample_metrics(classifier: Classifier, images, reference: Statistics,
+                   labels=None) -> dict[str, float]:
+  """The evaluator's metrics of a set of images (real or generated), and of their labels if given."""
+  features, probs = classifier(images)
+  counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
+  metrics = {'frechet_distance': frechet_distance(feature_statistics(features), reference),
+             'classifier_score': classifier_score(probs),
+             'classes_found': float(np.sum(counts >= 0.01 * len(images)))}
+  if labels is not None:
+    metrics.update(class_accuracy(probs, labels))
+  return metrics
+
+
 class SampleQuality(Evaluator):
+  """`conditional=True`: `fn(state, key, num)` returns (images, labels), samples drawn for known
+  classes, and the metrics add the fixed classifier's accuracy against those labels
+  (`class_accuracy`, and `class_accuracy_<c>` per class)."""
   defaults = {'classifier_workdir': '', 'classifier_model': 'digits_cnn',
               'dataset': 'sklearn_digits', 'split': 'train', 'data_dir': '', 'num_samples': 1000,
-              'batch_size': 500, 'seed': 1}
+              'batch_size': 500, 'seed': 1, 'conditional': False}
 
   def __init__(self, config, fns, mesh):
     super().__init__(config, fns, mesh)
@@ -151,11 +183,11 @@ class SampleQuality(Evaluator):
     key = jax.random.PRNGKey(c['seed'])
     chunks = []
     for start in range(0, c['num_samples'], c['batch_size']):
-      chunks.append(np.asarray(jax.device_get(self.fn(state, jax.random.fold_in(key, start),
-                                                      c['batch_size']))))
-    images = np.concatenate(chunks)[:c['num_samples']]
-    features, probs = self.classifier(images)
-    counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
-    return {'frechet_distance': frechet_distance(feature_statistics(features), self.reference),
-            'classifier_score': classifier_score(probs),
-            'classes_found': float(np.sum(counts >= 0.01 * len(images)))}
+      out = self.fn(state, jax.random.fold_in(key, start), c['batch_size'])
+      chunks.append(jax.tree.map(np.asarray, jax.device_get(out)))
+    if c['conditional']:
+      images = np.concatenate([images for images, _ in chunks])[:c['num_samples']]
+      labels = np.concatenate([labels for _, labels in chunks])[:c['num_samples']]
+    else:
+      images, labels = np.concatenate(chunks)[:c['num_samples']], None
+    return sample_metrics(self.classifier, images, self.reference, labels)

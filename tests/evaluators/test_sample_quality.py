@@ -105,3 +105,30 @@ def test_classifier_features_are_the_penultimate_activations():
   quality = classifier.quality(images, sq.feature_statistics(features))
   assert abs(quality['frechet_distance']) < 1e-6
   assert 1.0 <= quality['classifier_score'] <= 10.0
+
+
+def test_class_accuracy_of_samples_drawn_for_known_classes():
+  eye = np.eye(3)
+  probs = eye[[0, 0, 1, 2, 2, 1]]
+  labels = np.array([0, 1, 1, 2, 2, 2])
+  metrics = sq.class_accuracy(probs, labels)
+  assert metrics['class_accuracy'] == pytest.approx(4 / 6)
+  assert metrics['class_accuracy_0'] == 1.0 and metrics['class_accuracy_1'] == 0.5
+  assert metrics['class_accuracy_2'] == pytest.approx(2 / 3)
+  assert np.isnan(sq.class_accuracy(eye[[0, 1]], np.array([0, 1]))['class_accuracy_2'])
+
+
+def test_sample_metrics_score_labels_against_the_classifier():
+  model = lenet.LeNet(conv_features=(4, 8), kernel_size=3, padding='SAME', hidden_features=(16,))
+  images = np.random.default_rng(4).uniform(size=(30, 8, 8, 1)).astype(np.float32)
+  classifier = sq.Classifier(model, model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1))),
+                             batch_size=16)
+  features, probs = classifier(images)
+  predicted = probs.argmax(axis=1)
+  reference = sq.feature_statistics(features)
+  right = sq.sample_metrics(classifier, images, reference, labels=predicted)
+  wrong = sq.sample_metrics(classifier, images, reference, labels=(predicted + 1) % 10)
+  assert right['class_accuracy'] == 1.0 and wrong['class_accuracy'] == 0.0
+  assert abs(right['frechet_distance']) < 1e-6
+  assert set(sq.sample_metrics(classifier, images, reference)) == {
+      'frechet_distance', 'classifier_score', 'classes_found'}
