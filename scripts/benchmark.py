@@ -37,7 +37,8 @@ BENCHMARKS: dict[str, Callable[[], 'Comparison']] = {}
 # Per benchmark: batch size and timed steps per round. Chosen so that `--all` (3 rounds) stays
 # within a few minutes on 2 cores.
 DEFAULTS = {'digits_cnn': (64, 200), 'fast_weights_cell': (128, 100), 'ddpm_sampling': (64, 20),
-            'clip_step': (128, 10), 'resnet20': (128, 5), 'gpt2_small': (4, 3)}
+            'clip_step': (128, 10), 'resnet20': (128, 5), 'dcgan_step': (64, 3),
+            'gpt2_small': (4, 3)}
 _current = {}  # name of the benchmark being run, for bench_batch_size() and bench_steps()
 
 
@@ -786,6 +787,115 @@ def resnet20() -> Comparison:
   torch_step = torch_train_step(model, optimizer, lambda model: F.cross_entropy(model(x), y))
   return Comparison(jax_step, jax_sync, torch_step, flops, 'steps',
                     info={'params': count})
+
+
+@benchmark
+def dcgan_step() -> Comparison:
+  """One DCGAN round (Radford et al. 2015, arXiv:1511.06434) at 32x32 with the reference widths.
+
+  JAX: the train step of experiments/gan.py with the `dcgan_shapes` preset at ngf = ndf = 64 (the
+  reference DCGAN's widths on the 32x32 networks `dcgan_32_*`): one discriminator update on a real
+  and a fake batch (separate batches, so their BatchNorm statistics never mix), then one generator
+  update with the non-saturating loss, Adam(2e-4, 0.5) for both. PyTorch: the same two networks
+  (transposed convolutions kernel 4, stride 2, padding 1; BatchNorm; no biases), loaded with the
+  JAX parameters (flax's transposed-convolution kernels flipped), the same round with
+  `binary_cross_entropy_with_logits`; generator images and discriminator logits of both are
+  compared before timing. The experiment is built on TFDS mock data; the timed real batch is random.
+  """
+  import jax
+  import numpy as np
+  import tensorflow_datasets as tfds
+  import torch
+  from torch import nn
+  from torch.nn import functional as F
+
+  from experiments import gan
+  from experiments.configs import gan as configs
+  from jaxpapers import zoo
+  from jaxpapers.train import devices
+
+  batch_size = bench_batch_size()
+  config = configs.get_config('dcgan_shapes')
+  config.generator.features = config.discriminator.features = 64
+  config.data.update(name='cifar10', eval_split='test', in_memory=False)  # any 32x32x3 set: mocked
+  config.evals = {}
+  config.ema_decay = 0.0  # the paper keeps no average; the PyTorch side keeps none either
+  config.train.batch_size = batch_size
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE):
+    experiment = gan.GAN(config, devices.make_mesh())
+  state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
+  real = np.random.default_rng(0).uniform(-1, 1, (batch_size, 32, 32, 3)).astype(np.float32)
+  g, d = state.players['generator'], state.players['discriminator']
+  g_params, d_params = jax.tree.map(np.array, g.params), jax.tree.map(np.array, d.params)
+
+  def norm(features):
+    return nn.BatchNorm2d(features, eps=1e-5, momentum=0.1)
+
+  z_dim, ngf = experiment.z_dim, 64
+  generator = nn.Sequential(
+      nn.ConvTranspose2d(z_dim, 4 * ngf, 4, 1, 0, bias=False), norm(4 * ngf), nn.ReLU(),
+      nn.ConvTranspose2d(4 * ngf, 2 * ngf, 4, 2, 1, bias=False), norm(2 * ngf), nn.ReLU(),
+      nn.ConvTranspose2d(2 * ngf, ngf, 4, 2, 1, bias=False), norm(ngf), nn.ReLU(),
+      nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), nn.Tanh()).train()
+  discriminator = nn.Sequential(
+      nn.Conv2d(3, ngf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
+      nn.Conv2d(ngf, 2 * ngf, 4, 2, 1, bias=False), norm(2 * ngf), nn.LeakyReLU(0.2),
+      nn.Conv2d(2 * ngf, 4 * ngf, 4, 2, 1, bias=False), norm(4 * ngf), nn.LeakyReLU(0.2),
+      nn.Conv2d(4 * ngf, 1, 4, 1, 0, bias=False)).train()
+  for model, params in ((generator, g_params), (discriminator, d_params)):
+    assert sum(p.numel() for p in model.parameters()) == zoo.num_params(params)
+    convs = [m for m in model if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    norms = [m for m in model if isinstance(m, nn.BatchNorm2d)]
+    prefix = 'ConvTranspose' if model is generator else 'Conv'
+    with torch.no_grad():
+      for i, module in enumerate(convs):
+        kernel = params[f'{prefix}_{i}']['kernel']  # [kh, kw, in, out]
+        if prefix == 'ConvTranspose':  # flax applies it unflipped to the dilated input
+          weight = kernel[::-1, ::-1].transpose(2, 3, 0, 1)  # torch [in, out, kh, kw]
+        else:
+          weight = kernel.transpose(3, 2, 0, 1)  # torch [out, in, kh, kw]
+        module.weight.copy_(torch.from_numpy(weight.copy()))
+      for i, module in enumerate(norms):
+        module.weight.copy_(torch.from_numpy(params[f'BatchNorm_{i}']['scale']))
+        module.bias.copy_(torch.from_numpy(params[f'BatchNorm_{i}']['bias']))
+
+  z = np.random.default_rng(1).standard_normal((batch_size, z_dim)).astype(np.float32)
+  to_torch = lambda images: torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).contiguous()
+  with torch.no_grad():
+    jax_images, _ = experiment.generate(g.params, g.model_state, z, None)
+    np.testing.assert_allclose(generator(torch.from_numpy(z)[:, :, None, None]).numpy(),
+                               to_torch(jax_images).numpy(), rtol=1e-3, atol=1e-3)
+    jax_logits, _ = experiment.discriminate(d.params, d.model_state, real, None,
+                                            jax.random.PRNGKey(0))
+    np.testing.assert_allclose(discriminator(to_torch(real)).reshape(-1).numpy(), jax_logits,
+                               rtol=1e-3, atol=1e-3)
+
+  jax_step, jax_sync, flops = experiment_step(experiment, state, {'image': real})
+
+  o = config.optim
+  g_opt = torch.optim.Adam(generator.parameters(), lr=o.generator.learning_rate,
+                           betas=(o.generator.b1, o.generator.b2))
+  d_opt = torch.optim.Adam(discriminator.parameters(), lr=o.discriminator.learning_rate,
+                           betas=(o.discriminator.b1, o.discriminator.b2))
+  x_real = to_torch(real)
+  ones, zeros = torch.ones(batch_size), torch.zeros(batch_size)
+  bce = F.binary_cross_entropy_with_logits
+
+  def torch_step():
+    noise = torch.randn(batch_size, z_dim, 1, 1)
+    d_opt.zero_grad(set_to_none=True)
+    fake = generator(noise)
+    d_loss = (bce(discriminator(x_real).reshape(-1), ones)
+              + bce(discriminator(fake.detach()).reshape(-1), zeros))
+    d_loss.backward()
+    d_opt.step()
+    g_opt.zero_grad(set_to_none=True)
+    bce(discriminator(generator(torch.randn(batch_size, z_dim, 1, 1))).reshape(-1), ones).backward()
+    g_opt.step()
+
+  return Comparison(jax_step, jax_sync, torch_step, flops, 'steps',
+                    info={'generator_params': zoo.num_params(g_params),
+                          'discriminator_params': zoo.num_params(d_params)})
 
 
 @benchmark
