@@ -43,6 +43,7 @@ MODEL_MODULES = (
     'jaxpapers.diffusion.unet',
     'jaxpapers.nn.mlp',
     'jaxpapers.recurrent.fast_weights',
+    'jaxpapers.selfsup.encoders',
     'jaxpapers.transformers.bert',
     'jaxpapers.transformers.gpt',
     'jaxpapers.transformers.transformer',

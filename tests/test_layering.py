@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FAMILIES = ('convnets', 'contrastive', 'diffusion', 'nn', 'recurrent', 'transformers')
+FAMILIES = ('convnets', 'contrastive', 'diffusion', 'nn', 'recurrent', 'selfsup', 'transformers')
 
 
 def _imports(path: pathlib.Path) -> set[str]:
