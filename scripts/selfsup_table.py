@@ -11,8 +11,7 @@ import pathlib
 import sys
 
 METHODS = ('simclr', 'moco', 'byol', 'simsiam', 'swav', 'barlow_twins', 'supervised')
-COLUMNS = [(kind, split, target) for kind in ('probe', 'knn') for target in ('shape', 'colour')
-           for split in ('seen', 'unseen')]
+COLUMNS = [(kind, 'val', target) for kind in ('probe', 'knn') for target in ('shape', 'colour')]
 
 
 def row(name: str, evaluation: dict, prefix: str, wall: str, loss: str) -> str:
@@ -22,7 +21,7 @@ def row(name: str, evaluation: dict, prefix: str, wall: str, loss: str) -> str:
 
 
 def main(root: str = 'runs/selfsup') -> None:
-  header = ' | '.join(f'{kind} {target} {split}' for kind, split, target in COLUMNS)
+  header = ' | '.join(f'{kind} {target}' for kind, _, target in COLUMNS)
   print(f'| encoder | {header} | final train loss | wall time |')
   print('|' + '---|' * (len(COLUMNS) + 3))
   random = None

@@ -38,7 +38,7 @@ def test_moco_tiny_run_end_to_end_on_eight_devices(data_dir, tmp_path):
   assert np.all(np.isfinite(losses))
   evaluation = results['eval']
   names = {f'{e}_{s}_{t}' for e in ('probe', 'knn', 'random_probe', 'random_knn')
-           for s in ('seen', 'unseen') for t in ('shape', 'colour')}
+           for s in ('val',) for t in ('shape', 'colour')}
   assert set(evaluation) == names and all(0.0 <= v <= 1.0 for v in evaluation.values())
   # The saved state: 6 batches of 32 keys went through the queue of 64 (pointer 192 mod 64 = 0),
   # every key normalised; the key encoder lags the query encoder.
