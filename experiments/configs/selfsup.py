@@ -17,8 +17,9 @@ Common settings and departures (each paper's recipe is in its module's docstring
   - Views: SimCLR's recipe at 32x32: crop scale 0.2-1 (0.08 would often crop the shape out: the
     small shapes cover 4% of the image), flips, colour jitter strength 1.0 (SimCLR's ImageNet
     value; 0.5, its CIFAR-10 one, left colour the dominant feature in a first run), grey-scale
-    0.2, blur with a 3-tap kernel (10% of 32) and sigma 0.1-1.0 pixels, p 0.5 (BYOL: 1.0, 0.1). MoCo v1's recipe has no blur; here every method uses the same views so
-    that the table compares objectives. No solarisation (BYOL's second view).
+    0.2, blur with a 3-tap kernel (10% of 32) and sigma 0.1-1.0 pixels, p 0.5 (BYOL: 1.0, 0.1).
+    MoCo v1's recipe has no blur; here every method uses the same views so that the table
+    compares objectives. No solarisation (BYOL's second view).
   - AdamW (lr 2e-3, cosine, warm-up 30 steps, weight decay 1e-5 on kernels) for every method
     instead of LARS (SimCLR, BYOL, SwAV, Barlow Twins) or SGD (MoCo, SimSiam); batch 128 instead
     of 256-4096 (SimCLR: 254 negatives per pair); 600 steps (2.6 epochs of the 30,000 training
