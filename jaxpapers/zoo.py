@@ -47,6 +47,7 @@ MODEL_MODULES = (
     'jaxpapers.gans.wgan_gp',
     'jaxpapers.nn.mlp',
     'jaxpapers.recurrent.fast_weights',
+    'jaxpapers.selfsup.encoders',
     'jaxpapers.transformers.bert',
     'jaxpapers.transformers.gpt',
     'jaxpapers.transformers.transformer',

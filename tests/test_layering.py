@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FAMILIES = ('convnets', 'contrastive', 'diffusion', 'gans', 'nn', 'recurrent', 'transformers')
+FAMILIES = ('convnets', 'contrastive', 'diffusion', 'gans', 'nn', 'recurrent', 'selfsup',
+            'transformers')
 
 
 def _imports(path: pathlib.Path) -> set[str]:

@@ -3,6 +3,7 @@
     sample_grid     a PNG grid (and TensorBoard image) of images drawn with a fixed key
     sample_quality  Frechet distance, classifier score and classes found, by a fixed classifier
     linear_probe    logistic-regression probes on frozen features
+    knn             weighted k-nearest-neighbour classification on frozen features
     zero_shot       zero-shot classification from prompt ensembles (CLIP-style towers)
     classification  accuracy and cross-entropy of a classifier on a dataset split
     training_curves a figure of training metrics over steps
@@ -18,6 +19,7 @@ import jax
 from jaxpapers.errors import ConfigError
 from jaxpapers.evaluators.base import Evaluator
 from jaxpapers.evaluators.classification import Classification
+from jaxpapers.evaluators.knn import KNN
 from jaxpapers.evaluators.linear_probe import LinearProbe
 from jaxpapers.evaluators.sample_grid import SampleGrid
 from jaxpapers.evaluators.sample_quality import SampleQuality
@@ -29,6 +31,7 @@ EVALUATORS: dict[str, type[Evaluator]] = {
     'sample_grid': SampleGrid,
     'sample_quality': SampleQuality,
     'linear_probe': LinearProbe,
+    'knn': KNN,
     'zero_shot': ZeroShot,
     'classification': Classification,
     'training_curves': TrainingCurves,
