@@ -30,8 +30,8 @@ are no longer than R (the paper's retrieval sequences have 2K + 3 = 11 steps, R 
 at R = 100 it trains 4.4x slower than at R = 50 with the matrix form and about 2x slower with
 the attention form (`WORKSPACE.md`, CPU performance).
 
-(The paper prints Eq. (3) with the sum ending at tau = t - 1 and exponent t - tau - 1, i.e. without h(t); with Eq. (1) as written, A(t) already holds h(t), which is
-what the recurrence here and the readout both use. The two differ only by whether the most recent
+(The paper prints Eq. (3) with the sum ending at tau = t - 1 and exponent t - tau - 1, i.e.
+without h(t); with Eq. (1) as written, A(t) already holds h(t), which is what the recurrence here and the readout both use. The two differ only by whether the most recent
 state is in memory.) The tests check the scanned cell against an explicit unrolled reference
 built on the attention form, for several S.
 
