@@ -31,9 +31,10 @@ at R = 100 it trains 4.4x slower than at R = 50 with the matrix form and about 2
 the attention form (`WORKSPACE.md`, CPU performance).
 
 (The paper prints Eq. (3) with the sum ending at tau = t - 1 and exponent t - tau - 1, i.e.
-without h(t); with Eq. (1) as written, A(t) already holds h(t), which is what the recurrence here and the readout both use. The two differ only by whether the most recent
-state is in memory.) The tests check the scanned cell against an explicit unrolled reference
-built on the attention form, for several S.
+without h(t); with Eq. (1) as written, A(t) already holds h(t), which is what the recurrence
+here and the readout both use. The two differ only by whether the most recent state is in
+memory.) The tests check the scanned cell against an explicit unrolled reference built on the
+attention form, for several S.
 
 Settings. The paper's full text was not available to us while writing this; the settings below
 are from our reading of it, cross-checked against a detailed section-by-section summary. Section
