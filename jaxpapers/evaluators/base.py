@@ -56,6 +56,37 @@ class Evaluator(abc.ABC):
     """Metrics of `state` at `step`; images go to `writer` (and files under `writer.workdir`)."""
 
 
+class FrozenFeatures(Evaluator):
+  """Base of the evaluators that fit or search on frozen features (linear probe, k-NN).
+
+  Loads `train_split` (its first `train_size` examples if > 0) and every split of `eval_splits`,
+  {name: split}, with their `targets` label features; `features(state)` maps `fn` over their images
+  (once only, if `cache_features`: for an `fn` that ignores the state, e.g. an untrained network).
+  """
+  defaults = {'dataset': '', 'data_dir': '', 'train_split': 'train', 'train_size': 0,
+              'eval_splits': {'test': 'test'}, 'targets': ('label',), 'batch_size': 256,
+              'cache_features': False}
+
+  def __init__(self, config, fns, mesh):
+    super().__init__(config, fns, mesh)
+    c = self.config
+    keys = ('image', *c['targets'])
+    self.sets = {'train': load_split(c['dataset'], c['train_split'], c['data_dir'], keys,
+                                     c['train_size'])}
+    for name, split in dict(c['eval_splits']).items():
+      self.sets[name] = load_split(c['dataset'], split, c['data_dir'], keys)
+    self.num_classes = {t: num_classes(c['dataset'], c['data_dir'], t) for t in c['targets']}
+    self._features = None
+
+  def features(self, state: Any) -> dict[str, np.ndarray]:
+    """Features of every loaded split, by split name ('train' and the eval names)."""
+    c = self.config
+    if self._features is None or not c['cache_features']:
+      self._features = {name: map_batches(self.fn, state, data['image'], c['batch_size'], self.mesh)
+                        for name, data in self.sets.items()}
+    return self._features
+
+
 def map_batches(fn: Callable[[Any, jax.Array], Any], state: Any, inputs: np.ndarray,
                 batch_size: int, mesh: jax.sharding.Mesh) -> np.ndarray:
   """`fn(state, batch)` over `inputs` in padded batches sharded over 'data'; rows back in order.

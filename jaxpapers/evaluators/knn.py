@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpapers.evaluators.base import Evaluator, load_split, map_batches, num_classes
+from jaxpapers.evaluators.base import FrozenFeatures
 
 
 @functools.partial(jax.jit, static_argnames=('num_classes', 'k'))
@@ -45,34 +45,18 @@ def knn_accuracy(bank: np.ndarray, bank_labels: np.ndarray, queries: np.ndarray,
   return float(np.mean(np.concatenate(predictions) == labels))
 
 
-class KNN(Evaluator):
-  defaults = {'dataset': '', 'data_dir': '', 'train_split': 'train', 'train_size': 0,
-              'eval_splits': {'test': 'test'}, 'targets': ('label',), 'batch_size': 256,
-              'k': 200, 'temperature': 0.07, 'cache_features': False}
-
-  def __init__(self, config, fns, mesh):
-    super().__init__(config, fns, mesh)
-    c = self.config
-    keys = ('image', *c['targets'])
-    self.sets = {'train': load_split(c['dataset'], c['train_split'], c['data_dir'], keys,
-                                     c['train_size'])}
-    for name, split in dict(c['eval_splits']).items():
-      self.sets[name] = load_split(c['dataset'], split, c['data_dir'], keys)
-    self.num_classes = {t: num_classes(c['dataset'], c['data_dir'], t) for t in c['targets']}
-    self._features = None
+class KNN(FrozenFeatures):
+  defaults = {**FrozenFeatures.defaults, 'k': 200, 'temperature': 0.07}
 
   def __call__(self, state, step, writer):
-    c = self.config
-    if self._features is None or not c['cache_features']:
-      self._features = {name: map_batches(self.fn, state, data['image'], c['batch_size'], self.mesh)
-                        for name, data in self.sets.items()}
+    c, features = self.config, self.features(state)
     results = {}
     for target in c['targets']:
       bank_labels = self.sets['train'][target].astype(np.int32)
       for name in self.sets:
         if name != 'train':
           results[f'{name}_{target}'] = knn_accuracy(
-              self._features['train'], bank_labels, self._features[name],
+              features['train'], bank_labels, features[name],
               self.sets[name][target].astype(np.int32), self.num_classes[target], c['k'],
               c['temperature'])
     return results

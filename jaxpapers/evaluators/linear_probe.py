@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpapers.evaluators.base import Evaluator, load_split, map_batches, num_classes
+from jaxpapers.evaluators.base import FrozenFeatures
 
 
 @functools.partial(jax.jit, static_argnames=('num_classes', 'steps'))
@@ -81,32 +81,16 @@ def probe_accuracies(train_x: np.ndarray, train_y: np.ndarray, evals: dict[str, 
           for name, (features, y) in evals.items()}
 
 
-class LinearProbe(Evaluator):
-  defaults = {'dataset': '', 'data_dir': '', 'train_split': 'train', 'train_size': 0,
-              'eval_splits': {'test': 'test'}, 'targets': ('label',), 'batch_size': 256,
-              'cs': (0.01, 0.1, 1.0, 10.0), 'cache_features': False}
-
-  def __init__(self, config, fns, mesh):
-    super().__init__(config, fns, mesh)
-    c = self.config
-    keys = ('image', *c['targets'])
-    self.sets = {'train': load_split(c['dataset'], c['train_split'], c['data_dir'], keys,
-                                     c['train_size'])}
-    for name, split in dict(c['eval_splits']).items():
-      self.sets[name] = load_split(c['dataset'], split, c['data_dir'], keys)
-    self.num_classes = {t: num_classes(c['dataset'], c['data_dir'], t) for t in c['targets']}
-    self._features = None
+class LinearProbe(FrozenFeatures):
+  defaults = {**FrozenFeatures.defaults, 'cs': (0.01, 0.1, 1.0, 10.0)}
 
   def __call__(self, state, step, writer):
-    c = self.config
-    if self._features is None or not c['cache_features']:
-      self._features = {name: map_batches(self.fn, state, data['image'], c['batch_size'], self.mesh)
-                        for name, data in self.sets.items()}
+    features = self.features(state)
     results = {}
-    for target in c['targets']:
+    for target in self.config['targets']:
       labels = {name: data[target].astype(np.int32) for name, data in self.sets.items()}
-      evals = {name: (self._features[name], labels[name]) for name in self.sets if name != 'train'}
-      accuracies = probe_accuracies(self._features['train'], labels['train'], evals,
-                                    self.num_classes[target], c['cs'])
+      evals = {name: (features[name], labels[name]) for name in self.sets if name != 'train'}
+      accuracies = probe_accuracies(features['train'], labels['train'], evals,
+                                    self.num_classes[target], self.config['cs'])
       results.update({f'{name}_{target}': value for name, value in accuracies.items()})
     return results
