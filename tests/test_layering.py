@@ -41,3 +41,19 @@ def test_the_training_core_loads_no_model_family():
   loaded = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
   assert loaded == '[]'
+
+
+def test_importing_any_module_starts_no_jax_backend():
+  """`jax.distributed.initialize` must run before the first backend call, so a module-level
+  `jnp.array` anywhere in an experiment's imports breaks every multi-host run."""
+  modules = sorted('.'.join(path.relative_to(ROOT).with_suffix('').parts)
+                   for top in ('jaxpapers', 'experiments')
+                   for path in (ROOT / top).rglob('*.py') if path.name != '__main__.py')
+  code = ('import importlib, sys\n'
+          'from jax._src import xla_bridge\n'
+          f'for name in {modules!r}:\n'
+          '  importlib.import_module(name)\n'
+          '  if xla_bridge._backends:\n'
+          '    sys.exit(name)\n')
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 
 from jaxpapers.errors import ConfigError
@@ -70,7 +71,9 @@ def random_resized_crop(images: jax.Array, key: jax.Array, size: tuple[int, int]
   return jax.vmap(one)(images.astype(jnp.float32), factor, shift)
 
 
-_LUMA = jnp.array([0.2989, 0.587, 0.114])  # torchvision's rgb_to_grayscale weights
+# torchvision's rgb_to_grayscale weights; numpy so that importing starts no JAX backend
+# (jax.distributed.initialize must come first on a multi-host run).
+_LUMA = np.array([0.2989, 0.587, 0.114], np.float32)
 
 
 def grayscale(images: jax.Array) -> jax.Array:
