@@ -17,7 +17,7 @@ The state is a `GameState` of two players: 'generator' (with an EMA copy of its 
 `ema_decay > 0`) and 'discriminator' (the critic for WGAN-GP), each with its own optimiser and its
 BatchNorm statistics (if any) as model state. One jitted train step is one round of the game (see
 `jaxpapers/train/state.py`): the global batch of `train.batch_size = n_critic * B` real examples is
-split into n_critic sub-batches, `lax.scan` runs the discriminator's updates over them, then the
+split into n_critic sub-batches, `unrolled_scan` runs the discriminator's updates over them, then the
 generator takes one update against the updated discriminator on B fresh latents. Each player's
 BatchNorm statistics move in its own update only: the generator's pass through D uses D's batch
 statistics (training mode, as the reference DCGAN) but discards the updated running averages.
@@ -51,7 +51,7 @@ from jaxpapers.gans import gan as gan_losses
 from jaxpapers.gans import wgan_gp
 from jaxpapers.train import checkpoint, cli, optim
 from jaxpapers.train.loop import Experiment
-from jaxpapers.train.state import GameState, PlayerState, sub_batches
+from jaxpapers.train.state import GameState, PlayerState, sub_batches, unrolled_scan
 
 GAMES = ('non_saturating', 'minimax', 'wgan_gp')
 
@@ -184,7 +184,7 @@ class GAN(Experiment):
     n = self.config.gan.n_critic
     images = batch['image']
     labels = batch['label'] if self.config.gan.conditional else jnp.zeros(images.shape[:1], jnp.int32)
-    state, d_metrics = jax.lax.scan(
+    state, d_metrics = unrolled_scan(
         self.discriminator_update, state,
         (sub_batches(images, n), sub_batches(labels, n), jnp.arange(n)))
 

@@ -21,7 +21,7 @@ from jaxpapers.data import pipeline
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import buffers, cli, optim
 from jaxpapers.train.loop import Experiment
-from jaxpapers.train.state import GameState, PlayerState, sub_batches
+from jaxpapers.train.state import GameState, PlayerState, sub_batches, unrolled_scan
 
 
 def saddle_value(x, y, a):
@@ -65,7 +65,7 @@ class SaddleGame(Experiment):
       def maximiser_update(y, sub_batch):
         grad = self.maximiser_grad(x.params, y.params, sub_batch.mean(0))
         return y.apply_gradients(self.maximiser_tx, grad), None
-      y, _ = jax.lax.scan(maximiser_update, y, sub_batches(a, self.config.game.n_critic))
+      y, _ = unrolled_scan(maximiser_update, y, sub_batches(a, self.config.game.n_critic))
       x = x.apply_gradients(self.minimiser_tx, jax.grad(saddle_value)(x.params, y.params, a.mean(0)))
     state = state.replace_player('x', x).replace_player('y', y).advance()
     return state, {'loss': saddle_value(x.params, y.params, a.mean(0))}
@@ -155,7 +155,7 @@ class GanShaped(Experiment):
   def train_step(self, state: GameState, batch):
     n = self.config.game.n_critic
     reals = sub_batches(batch['image'], n)
-    state, discriminator_losses = jax.lax.scan(
+    state, discriminator_losses = unrolled_scan(
         self.discriminator_update, state, (reals, jnp.arange(n)))
     player, critic = state.players['generator'], state.players['discriminator']
     queued = state.buffers['queue'].items

@@ -17,7 +17,7 @@ import game_config
 import game_experiment
 from jaxpapers.errors import CheckpointError, NonFiniteLossError
 from jaxpapers.train import buffers, checkpoint, devices, loop, optim
-from jaxpapers.train.state import GameState, PlayerState, TrainState, sub_batches
+from jaxpapers.train.state import GameState, PlayerState, TrainState, sub_batches, unrolled_scan
 from test_cli import ROOT, wait_for_checkpoint
 
 TOLERANCE = 0.05  # the runs end within 0.01 of the equilibrium; they start 1.5 to 4.5 away
@@ -132,6 +132,20 @@ def test_sub_batches_keep_each_one_spread_over_the_devices():
                               jnp.array([[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]))
   with pytest.raises(ValueError, match='does not split into 5'):
     sub_batches(batch, 5)
+
+
+@pytest.mark.parametrize('length', [1, 3])
+def test_unrolled_scan_equals_lax_scan_and_compiles_no_loop(length):
+  def update(carry, inputs):
+    x, i = inputs
+    carry = {'w': carry['w'] * 0.5 + jnp.sin(x) * i}
+    return carry, {'norm': jnp.sum(carry['w'] ** 2), 'x': x}
+
+  carry = {'w': jnp.arange(4.0)}
+  xs = (jax.random.normal(jax.random.PRNGKey(0), (length, 4)), jnp.arange(length, dtype=jnp.float32))
+  chex.assert_trees_all_close(unrolled_scan(update, carry, xs), jax.lax.scan(update, carry, xs))
+  lowered = jax.jit(lambda c, x: unrolled_scan(update, c, x)).lower(carry, xs).as_text()
+  assert 'stablehlo.while' not in lowered  # the point: XLA:CPU's slow path for loop bodies
 
 
 def test_ema_momentum_schedule_rises_from_base_to_one():
