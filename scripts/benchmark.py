@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py digits_cnn [--batch_size=64] [--steps=300]
     python scripts/benchmark.py --all --json=out.json   # every benchmark at its own settings
+    python scripts/benchmark.py resnet20 --profile=/tmp/trace   # and the JAX step's costliest ops
 
 Both sides run the same architecture, optimiser and batch size on the same in-memory batch (data
 loading is excluded), after warm-up (compilation). The two sides are timed in alternation,
@@ -32,6 +33,8 @@ _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed rounds; the best is reporte
 _SEQ_LEN = flags.DEFINE_integer('seq_len', 128, 'Tokens per sequence (language models).')
 _ALL = flags.DEFINE_bool('all', False, 'Run every benchmark, each at its default settings.')
 _JSON = flags.DEFINE_string('json', None, 'Also write the results (a JSON list) to this file.')
+_PROFILE = flags.DEFINE_string('profile', None, 'Also trace a few JAX steps into this directory '
+                               '(TensorBoard/Perfetto) and report the ops that take the most time.')
 
 BENCHMARKS: dict[str, Callable[[], 'Comparison']] = {}
 # Per benchmark: batch size and timed steps per round. Chosen so that `--all` (3 rounds) stays
@@ -169,6 +172,9 @@ def compare(comparison: Comparison, roof_gflops: float) -> dict:
   rates = time_rounds(runs, setups, 1 if c.rounds_of_one else bench_steps())
   torch_best = max(rate for name, rate in rates.items() if name != 'jax')
   gflops = rates['jax'] * c.flops / 1e9
+  if _PROFILE.value:
+    result_ops = top_ops(c, 1 if c.rounds_of_one else bench_steps(),
+                         os.path.join(_PROFILE.value, _current['name']))
   result = {f'jax_{c.unit}_per_s': rates['jax'] * c.items,
             f'torch_{c.unit}_per_s': rates['torch'] * c.items}
   result[f'torch_1thread_{c.unit}_per_s'] = rates['torch_1thread'] * c.items
@@ -176,7 +182,39 @@ def compare(comparison: Comparison, roof_gflops: float) -> dict:
                 torch_gflops=torch_best * c.flops / 1e9, jax_over_roofline=gflops / roof_gflops,
                 gflop_per_step=c.flops / 1e9, steps=bench_steps(), torch_threads=threads,
                 torch_version=torch.__version__, **c.info)
+  if _PROFILE.value:
+    result['top_ops'] = result_ops
   return result
+
+
+def top_ops(c: Comparison, steps: int, directory: str, count: int = 10) -> list[dict]:
+  """The JAX side's most expensive ops over `steps` traced steps: one event per XLA:CPU thunk,
+  named as its instruction in the compiled HLO (`wrapped_convolution.8`), with its share."""
+  import collections
+  import glob
+  import gzip
+  import re
+
+  import jax
+  jax.profiler.start_trace(directory, create_perfetto_trace=True)
+  try:
+    for _ in range(steps):
+      c.jax_step()
+    c.jax_sync()
+  finally:
+    jax.profiler.stop_trace()
+  trace = max(glob.glob(os.path.join(directory, 'plugins/profile/*/perfetto_trace.json.gz')),
+              key=os.path.getmtime)
+  with gzip.open(trace) as f:
+    events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+  micros = collections.Counter()
+  for event in events:  # HLO instruction names; host-side spans (`PjitFunction(...)`) are not
+    if event.get('ph') == 'X' and re.fullmatch(r'[a-z][a-z0-9_.-]*', event['name']):
+      micros[event['name']] += event.get('dur', 0)
+  total = sum(micros.values())
+  return [{'op': name, 'ms': round(us / 1e3, 2), 'share': round(us / total, 3)}
+          for name, us in micros.most_common(count)]
 
 
 def experiment_step(experiment, state, batch: dict):

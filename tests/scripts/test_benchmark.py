@@ -1,0 +1,35 @@
+"""scripts/benchmark.py's op profile, on a jitted convolution (no PyTorch needed)."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+CODE = '''
+import importlib.util, json, sys
+import jax, jax.numpy as jnp
+spec = importlib.util.spec_from_file_location('benchmark', 'scripts/benchmark.py')
+benchmark = sys.modules['benchmark'] = importlib.util.module_from_spec(spec)  # for dataclasses
+spec.loader.exec_module(benchmark)
+conv = jax.jit(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
+                                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+x, k = jnp.ones((8, 32, 32, 16)), jnp.ones((3, 3, 16, 16))
+out = {}
+comparison = benchmark.Comparison(jax_step=lambda: out.update(y=conv(x, k)),
+                                  jax_sync=lambda: out['y'].block_until_ready(),
+                                  torch_step=None, flops=0.0, unit='steps')
+comparison.jax_step()
+print(json.dumps(benchmark.top_ops(comparison, 3, sys.argv[1])))
+'''
+
+
+def test_top_ops_names_the_traced_convolution(tmp_path):
+  result = subprocess.run([sys.executable, '-c', CODE, str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, 'XLA_FLAGS': ''})
+  assert result.returncode == 0, result.stderr[-2000:]
+  ops = json.loads(result.stdout.strip().splitlines()[-1])
+  assert ops and all(op['ms'] > 0 for op in ops), ops
+  assert 0.99 <= sum(op['share'] for op in ops) <= 1.0 + 1e-6  # the one op and little else
+  assert 'conv' in ops[0]['op'] or 'ynn' in ops[0]['op'], ops
