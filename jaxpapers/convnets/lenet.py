@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 
 from jaxpapers import zoo
+from jaxpapers.convnets import layers
 
 
 class LeNet(nn.Module):
@@ -32,7 +33,7 @@ class LeNet(nn.Module):
     del train  # No dropout or normalisation: the same function in training and evaluation.
     for features in self.conv_features:
       x = nn.relu(nn.Conv(features, (self.kernel_size, self.kernel_size), padding=self.padding)(x))
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = layers.pool(x, 'max', 2, 2)
     x = x.reshape(x.shape[0], -1)
     for features in self.hidden_features:
       x = nn.relu(nn.Dense(features)(x))

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 
 from jaxpapers import zoo
+from jaxpapers.convnets import layers
 
 
 class ConvEncoder(nn.Module):
@@ -29,7 +30,7 @@ class ConvEncoder(nn.Module):
     for i, width in enumerate(self.widths):
       x = nn.Conv(width, (3, 3), use_bias=False, name=f'conv_{i}')(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f'bn_{i}')(x)
-      x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+      x = layers.pool(nn.relu(x), 'max', 2, 2)
     x = x.mean(axis=(1, 2))
     if self.num_classes:
       x = nn.Dense(self.num_classes, name='fc')(x)

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from jaxpapers import zoo
-from jaxpapers.convnets import googlenet, inception, nin, resnet
+from jaxpapers.convnets import googlenet, inception, layers, nin, resnet
 
 # rbg keys: threefry's random-bit programs take seconds to compile on a 2-core machine.
 _RNGS = {'params': jax.random.key(0, impl='rbg'), 'dropout': jax.random.key(1, impl='rbg')}
@@ -68,6 +68,18 @@ def test_tiny_forward_in_train_and_eval_modes(model):
   # Dropout, and batch statistics where the model has them, make training outputs differ.
   assert not np.allclose(train_logits, logits)
   assert set(state) == ({'batch_stats'} if 'batch_stats' in variables else set())
+
+
+@pytest.mark.parametrize('shape, window', [((2, 8, 8, 3), 2), ((2, 9, 7, 3), 2), ((1, 9, 9, 4), 3)])
+def test_tiled_max_pool_equals_flax_max_pool_and_its_gradient(shape, window):
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)  # no ties: the gradients agree exactly
+  def loss(pool, x):
+    return jnp.sum(jnp.sin(pool(x)))
+  ours = functools.partial(layers.pool, kind='max', window=window, stride=window)
+  flax_pool = functools.partial(nn.max_pool, window_shape=(window, window), strides=(window, window))
+  chex.assert_trees_all_equal(ours(x), flax_pool(x))
+  chex.assert_trees_all_close(jax.grad(loss, argnums=1)(ours, x),
+                              jax.grad(loss, argnums=1)(flax_pool, x), atol=1e-6)
 
 
 def test_nin_pools_round_up_as_caffe():
