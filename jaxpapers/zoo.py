@@ -46,6 +46,7 @@ MODEL_MODULES = (
     'jaxpapers.gans.gan',
     'jaxpapers.gans.wgan_gp',
     'jaxpapers.nn.mlp',
+    'jaxpapers.recurrent.bn_lstm',
     'jaxpapers.recurrent.fast_weights',
     'jaxpapers.selfsup.encoders',
     'jaxpapers.transformers.bert',
