@@ -48,6 +48,7 @@ MODEL_MODULES = (
     'jaxpapers.nn.mlp',
     'jaxpapers.recurrent.bn_lstm',
     'jaxpapers.recurrent.fast_weights',
+    'jaxpapers.recurrent.mann',
     'jaxpapers.selfsup.encoders',
     'jaxpapers.transformers.bert',
     'jaxpapers.transformers.gpt',
