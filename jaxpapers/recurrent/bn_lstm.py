@@ -174,6 +174,8 @@ class PixelClassifier(nn.Module):
   num_classes: int = 10
   permute: bool = False
   permutation_seed: int = 0
+  bn_momentum: float = 0.99  # Of the population statistics' running averages.
+  bn_epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
@@ -183,7 +185,8 @@ class PixelClassifier(nn.Module):
       x = x[:, pixel_permutation(height * width, self.permutation_seed)]
     if self.cell == 'bn_lstm':
       rnn = scan_bn_lstm(BNLSTMCell(self.hidden_size, max_steps=height * width,
-                                    use_running_average=not train, name='cell'), name='rnn')
+                                    use_running_average=not train, momentum=self.bn_momentum,
+                                    epsilon=self.bn_epsilon, name='cell'), name='rnn')
     elif self.cell == 'lstm':
       rnn = nn.RNN(LSTMCell(self.hidden_size, name='cell'), name='rnn')
     else:
