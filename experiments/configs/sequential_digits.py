@@ -25,7 +25,9 @@ from experiments.configs import classify, select
 
 def base(cell: str = 'bn_lstm', permute: bool = False) -> ml_collections.ConfigDict:
   c = classify.base()
-  c.model = ml_collections.ConfigDict(dict(name=f'digits_pixel_{"p" if permute else ""}{cell}'))
+  # BN settings are the preset's defaults (read by the BN-LSTM only), here so flags can set them.
+  c.model = ml_collections.ConfigDict(dict(name=f'digits_pixel_{"p" if permute else ""}{cell}',
+                                           bn_momentum=0.99, bn_epsilon=1e-5))
   c.data.augment.random_crop_padding = 0
   c.optim = ml_collections.ConfigDict(dict(
       name='adam', learning_rate=1e-3, schedule='constant', warmup_steps=0, grad_clip_norm=1.0))
