@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FAMILIES = ('convnets', 'contrastive', 'diffusion', 'gans', 'nn', 'recurrent', 'selfsup',
+FAMILIES = ('captioning', 'convnets', 'contrastive', 'diffusion', 'gans', 'nn', 'recurrent', 'selfsup',
             'transformers')
 
 

@@ -231,3 +231,22 @@ class WordTokenizer:
 def tokenizer() -> WordTokenizer:
   """The tokenizer of this dataset's captions and prompts."""
   return WordTokenizer(vocabulary())
+
+
+def all_captions(shape: int, colour: int, size: int, position: int) -> list[str]:
+  """Every caption template filled with an example's attributes (class indices): its references."""
+  return [caption(t, SHAPES[shape], COLOUR_NAMES[colour], SIZES[size], POSITIONS[position])
+          for t in CAPTION_TEMPLATES]
+
+
+def decode(tokenizer: WordTokenizer, ids) -> str:
+  """Token ids -> text: the words up to end-of-text, joined by spaces ('.' attached)."""
+  words = {i: w for w, i in tokenizer._ids.items()}
+  out = []
+  for i in ids:
+    i = int(i)
+    if i == tokenizer.eot:
+      break
+    if i in words:
+      out.append(words[i])
+  return ' '.join(out).replace(' .', '.').replace(' ,', ',')

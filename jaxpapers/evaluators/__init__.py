@@ -8,6 +8,7 @@
     classification  accuracy and cross-entropy of a classifier on a dataset split
     training_curves a figure of training metrics over steps
     text_samples    generated text appended to a file
+    caption_bleu    caption BLEU (sacrebleu) on captioned shapes, beside a nearest-neighbour baseline
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import jax
 
 from jaxpapers.errors import ConfigError
 from jaxpapers.evaluators.base import Evaluator
+from jaxpapers.evaluators.captioning import CaptionBLEU
 from jaxpapers.evaluators.classification import Classification
 from jaxpapers.evaluators.knn import KNN
 from jaxpapers.evaluators.linear_probe import LinearProbe
@@ -36,6 +38,7 @@ EVALUATORS: dict[str, type[Evaluator]] = {
     'classification': Classification,
     'training_curves': TrainingCurves,
     'text_samples': TextSamples,
+    'caption_bleu': CaptionBLEU,
 }
 
 

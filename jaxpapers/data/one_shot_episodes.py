@@ -1,0 +1,68 @@
+"""One-shot learning episodes (Santoro et al. 2016, section 2.1 and 4.1) over the offline digits.
+
+"One-shot Learning with Memory-Augmented Neural Networks", Santoro et al. 2016, arXiv:1605.06065.
+The paper samples episodes from Omniglot (1,623 classes, augmented by rotations of 90, 180 and 270
+degrees); offline we have scikit-learn's 8x8 digits, so its classes are the 10 digits times the 4
+rotations (40 classes, each about 180 images): classes of digits 0-7 (32) make the training
+episodes and those of digits 8 and 9 (8 classes the network never trains on) the test episodes,
+as the paper tests on held-out characters.
+
+An episode draws `num_classes` classes (5, the paper's 5-way setting), gives them the labels
+0..4 in a random order (a new mapping every episode), draws `per_class` distinct images of each
+(10: Table 1 reports the 1st to 10th instance) and shuffles the 50 steps. Items are
+{'inputs': float32 [T, 64] in [0, 1], 'labels': int32 [T], 'occurrence': int32 [T]}, where
+occurrence is 1 for the first time the episode shows that class, 2 for the second, and so on.
+Episode i of a source is a pure function of (seed, i).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TRAIN_DIGITS, TEST_DIGITS = tuple(range(8)), (8, 9)
+ROTATIONS = 4
+
+
+def digit_classes(digits: tuple[int, ...]) -> list[np.ndarray]:
+  """[images of class c, each 64 floats in [0, 1]] for the classes (digit, rotation)."""
+  from sklearn.datasets import load_digits  # Only needed when building episodes.
+  data = load_digits()
+  images = data.images.astype(np.float32) / 16.0
+  return [np.rot90(images[data.target == d], k, axes=(1, 2)).reshape(-1, 64).copy()
+          for d in digits for k in range(ROTATIONS)]
+
+
+def episode(classes: list[np.ndarray], rng: np.random.Generator, num_classes: int = 5,
+            per_class: int = 10) -> dict[str, np.ndarray]:
+  chosen = rng.choice(len(classes), num_classes, replace=False)
+  labels = np.repeat(np.arange(num_classes), per_class)
+  images = np.concatenate([classes[c][rng.choice(len(classes[c]), per_class, replace=False)]
+                           for c in chosen])
+  order = rng.permutation(len(labels))
+  labels, images = labels[order], images[order]
+  occurrence = np.zeros_like(labels)
+  for c in range(num_classes):
+    where = labels == c
+    occurrence[where] = np.arange(1, per_class + 1)
+  return {'inputs': images.astype(np.float32), 'labels': labels.astype(np.int32),
+          'occurrence': occurrence.astype(np.int32)}
+
+
+class Episodes:
+  """`size` episodes over `classes` (random access; episode i from the seed sequence (seed, i))."""
+
+  def __init__(self, classes: list[np.ndarray], size: int, seed: int, num_classes: int = 5,
+               per_class: int = 10):
+    if num_classes > len(classes):
+      raise ValueError(f'{num_classes}-way episodes need that many classes; have {len(classes)}')
+    self._classes, self._size, self._seed = classes, size, seed
+    self._num_classes, self._per_class = num_classes, per_class
+
+  def __len__(self) -> int:
+    return self._size
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    if not 0 <= index < self._size:
+      raise IndexError(index)
+    rng = np.random.default_rng(np.random.SeedSequence([self._seed, index]))
+    return episode(self._classes, rng, self._num_classes, self._per_class)
