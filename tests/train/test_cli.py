@@ -92,7 +92,9 @@ def wait_for_checkpoint(process, workdir, step, timeout=120):
     time.sleep(0.01)
 
 
-LONG_RUN = ('--config.train.steps=3000', '--config.train.checkpoint_every=100',
+# Long enough to be stopped after its first checkpoint (about 2 s of steps left at 500 steps/s).
+LONG_STEPS = 1200
+LONG_RUN = (f'--config.train.steps={LONG_STEPS}', '--config.train.checkpoint_every=100',
             '--config.train.log_every=100', '--config.train.eval_every=0')
 
 
@@ -103,7 +105,7 @@ def test_sigkill_then_relaunch_equals_uninterrupted_run(digits_dir, tmp_path):
   killed.send_signal(signal.SIGKILL)
   killed.wait()
   assert killed.returncode == -signal.SIGKILL
-  assert checkpoint.Checkpointer(str(tmp_path / 'killed')).latest_step() < 3000
+  assert checkpoint.Checkpointer(str(tmp_path / 'killed')).latest_step() < LONG_STEPS
   resumed = run(command(tmp_path / 'killed', *overrides))
   assert resumed.returncode == 0, resumed.stderr[:6000]
   assert 'resumed from' in resumed.stderr
@@ -120,7 +122,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(digits_dir, tmp_path):
   output, _ = process.communicate(timeout=120)
   assert process.returncode == 0, output[-3000:]
   step = checkpoint.Checkpointer(str(tmp_path)).latest_step()
-  assert 100 < step < 3000  # a checkpoint at the preemption step, not only the periodic one
+  assert 100 < step < LONG_STEPS  # a checkpoint at the preemption step, not only the periodic one
   assert f'preempted at step {step}: checkpoint saved' in output
   with open(tmp_path / 'results.json') as f:
     results = json.load(f)
