@@ -8,6 +8,7 @@
     classification  accuracy and cross-entropy of a classifier on a dataset split
     training_curves a figure of training metrics over steps
     text_samples    generated text appended to a file
+    segmentation    mean IoU and pixel accuracy of a segmenter (detection.coco_map: COCO mAP)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from jaxpapers.evaluators.knn import KNN
 from jaxpapers.evaluators.linear_probe import LinearProbe
 from jaxpapers.evaluators.sample_grid import SampleGrid
 from jaxpapers.evaluators.sample_quality import SampleQuality
+from jaxpapers.evaluators.segmentation import Segmentation
 from jaxpapers.evaluators.text_samples import TextSamples
 from jaxpapers.evaluators.training_curves import TrainingCurves
 from jaxpapers.evaluators.zero_shot import ZeroShot
@@ -36,6 +38,7 @@ EVALUATORS: dict[str, type[Evaluator]] = {
     'classification': Classification,
     'training_curves': TrainingCurves,
     'text_samples': TextSamples,
+    'segmentation': Segmentation,
 }
 
 
