@@ -8,7 +8,9 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FAMILIES = ('convnets', 'contrastive', 'diffusion', 'gans', 'nn', 'recurrent', 'selfsup',
-            'transformers')
+            'transformers',
+            'dense',
+            'detection')
 
 
 def _imports(path: pathlib.Path) -> set[str]:
