@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FAMILIES = ('captioning', 'convnets', 'contrastive', 'diffusion', 'gans', 'nn', 'recurrent', 'selfsup',
-            'transformers')
+# Every package of the library but the training core, the data and the evaluators.
+FAMILIES = tuple(sorted(path.name for path in (ROOT / 'jaxpapers').iterdir()
+                        if (path / '__init__.py').exists()
+                        and path.name not in ('train', 'data', 'evaluators')))
 
 
 def _imports(path: pathlib.Path) -> set[str]:

@@ -65,10 +65,10 @@ from jaxpapers.convnets import layers
 
 
 def _conv(features: int, kernel: int, name: str, strides: int = 1, groups: int = 1,
-          init_mode: str = 'fan_out') -> nn.Conv:
+          init_mode: str = 'fan_out', dilation: int = 1) -> nn.Conv:
   # torch geometry: symmetric padding k // 2 (flax's 'SAME' pads asymmetrically at stride 2).
-  return nn.Conv(features, (kernel, kernel), strides=strides, padding=kernel // 2,
-                 feature_group_count=groups, use_bias=False,
+  return nn.Conv(features, (kernel, kernel), strides=strides, padding=dilation * (kernel // 2),
+                 kernel_dilation=dilation, feature_group_count=groups, use_bias=False,
                  kernel_init=layers.he_normal(init_mode), name=name)
 
 
@@ -116,6 +116,7 @@ class Bottleneck(nn.Module):
   groups: int = 1
   width_per_group: int = 64
   residual: bool = True
+  dilation: int = 1  # of the 3x3 convolution (dilated backbones of dense prediction)
 
   expansion = 4
 
@@ -124,12 +125,46 @@ class Bottleneck(nn.Module):
     width = int(self.planes * self.width_per_group / 64) * self.groups
     out = self.planes * self.expansion
     y = nn.relu(layers.batch_norm(train, 'bn1')(_conv(width, 1, 'conv1')(x)))
-    y = _conv(width, 3, 'conv2', strides=self.strides, groups=self.groups)(y)
+    y = _conv(width, 3, 'conv2', strides=self.strides, groups=self.groups,
+              dilation=self.dilation)(y)
     y = nn.relu(layers.batch_norm(train, 'bn2')(y))
     y = layers.batch_norm(train, 'bn3')(_conv(out, 1, 'conv3')(y))
     if self.residual:
       y = y + _shortcut(x, out, self.strides, 'B', train)
     return nn.relu(y)
+
+
+def _imagenet_stages(x: jax.Array, train: bool, stage_sizes: Sequence[int], block: str, groups: int,
+                     width_per_group: int, residual: bool,
+                     dilate: Sequence[bool] = (False, False, False)) -> list[jax.Array]:
+  """Stem and stages of Table 1 (called inside a compact module, whose submodules they become);
+  the output of every stage. `dilate[s - 1]` replaces stage s's stride by dilation, as
+  torchvision's `replace_stride_with_dilation`: the stage's first block keeps the previous
+  dilation, the later ones use the doubled one."""
+  x = _conv(64, 7, 'conv1', strides=2)(x)
+  x = nn.relu(layers.batch_norm(train, 'bn1')(x))
+  x = layers.pool(x, 'max', 3, 2, padding=1)
+  outputs, dilation = [], 1
+  for stage, size in enumerate(stage_sizes):
+    previous = dilation
+    stride = 2 if stage > 0 else 1
+    if stage > 0 and dilate[stage - 1]:
+      dilation, stride = dilation * stride, 1
+    for index in range(size):
+      strides = stride if index == 0 else 1
+      name = f'layer{stage + 1}_{index}'
+      if block == 'basic':
+        if dilation > 1:
+          raise ValueError('dilation needs bottleneck blocks (as torchvision)')
+        module = BasicBlock(64 * 2**stage, strides, residual=residual, name=name)
+      elif block == 'bottleneck':
+        module = Bottleneck(64 * 2**stage, strides, groups, width_per_group, residual=residual,
+                            dilation=previous if index == 0 else dilation, name=name)
+      else:
+        raise ValueError(f'block must be "basic" or "bottleneck", got {block!r}')
+      x = module(x, train)
+    outputs.append(x)
+  return outputs
 
 
 class ResNet(nn.Module):
@@ -143,23 +178,26 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    x = _conv(64, 7, 'conv1', strides=2)(x)
-    x = nn.relu(layers.batch_norm(train, 'bn1')(x))
-    x = layers.pool(x, 'max', 3, 2, padding=1)
-    for stage, size in enumerate(self.stage_sizes):
-      for index in range(size):
-        strides = 2 if stage > 0 and index == 0 else 1
-        name = f'layer{stage + 1}_{index}'
-        if self.block == 'basic':
-          block = BasicBlock(64 * 2**stage, strides, residual=self.residual, name=name)
-        elif self.block == 'bottleneck':
-          block = Bottleneck(64 * 2**stage, strides, self.groups, self.width_per_group,
-                             residual=self.residual, name=name)
-        else:
-          raise ValueError(f'block must be "basic" or "bottleneck", got {self.block!r}')
-        x = block(x, train)
+    x = _imagenet_stages(x, train, self.stage_sizes, self.block, self.groups,
+                         self.width_per_group, self.residual)[-1]
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=layers.torch_linear_init, name='fc')(x)
+
+
+class ResNetFeatures(nn.Module):
+  """The ImageNet ResNet without its pooling and classifier: the outputs of its four stages
+  (C2..C5 of FPN, strides 4, 8, 16, 32 unless `dilate` trades strides for dilation), for dense
+  prediction and detection backbones. Named as torchvision's `resnet*` minus `fc`."""
+  stage_sizes: Sequence[int]
+  block: str = 'basic'
+  groups: int = 1
+  width_per_group: int = 64
+  dilate: Sequence[bool] = (False, False, False)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
+    return _imagenet_stages(x, train, self.stage_sizes, self.block, self.groups,
+                            self.width_per_group, True, self.dilate)
 
 
 class CifarResNet(nn.Module):

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxpapers.data import digits, shapes_captions
+from jaxpapers.data import digits, scenes, shapes_captions
 from jaxpapers.errors import ConfigError, DatasetNotFoundError
 
 Example = dict[str, Any]
@@ -34,6 +34,7 @@ Example = dict[str, Any]
 OFFLINE_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     'sklearn_digits': digits.SklearnDigits,
     **shapes_captions.BUILDERS,
+    **scenes.BUILDERS,
 }
 
 
@@ -163,10 +164,17 @@ def _relabelled(preprocess: Callable[[Mapping[str, Any]], Example], feature: str
   return preprocess({**ex, 'label': ex[feature]})
 
 
+def segmentation_preprocess(ex: Mapping[str, Any]) -> Example:
+  """uint8 images -> float32 in [0, 1]; the per-pixel class map (0 background) as int32."""
+  return {'image': np.asarray(ex['image'], np.float32) / 255.0,
+          'segmentation': np.asarray(ex['segmentation'], np.int32)}
+
+
 # What `config.data.preprocess` can name.
 PREPROCESSORS: dict[str, Callable[[Mapping[str, Any]], Example]] = {
     'image_classification': image_classification_preprocess,
     'image_generation': image_generation_preprocess,
+    'segmentation': segmentation_preprocess,
 }
 
 

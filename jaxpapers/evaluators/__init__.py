@@ -9,6 +9,7 @@
     training_curves a figure of training metrics over steps
     text_samples    generated text appended to a file
     caption_bleu    caption BLEU (sacrebleu) on captioned shapes, beside a nearest-neighbour baseline
+    segmentation    mean IoU and pixel accuracy of a segmenter (detection.coco_map: COCO mAP)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from jaxpapers.evaluators.knn import KNN
 from jaxpapers.evaluators.linear_probe import LinearProbe
 from jaxpapers.evaluators.sample_grid import SampleGrid
 from jaxpapers.evaluators.sample_quality import SampleQuality
+from jaxpapers.evaluators.segmentation import Segmentation
 from jaxpapers.evaluators.text_samples import TextSamples
 from jaxpapers.evaluators.training_curves import TrainingCurves
 from jaxpapers.evaluators.zero_shot import ZeroShot
@@ -39,6 +41,7 @@ EVALUATORS: dict[str, type[Evaluator]] = {
     'training_curves': TrainingCurves,
     'text_samples': TextSamples,
     'caption_bleu': CaptionBLEU,
+    'segmentation': Segmentation,
 }
 
 

@@ -1,0 +1,79 @@
+"""COCO box and mask mAP of a detector, through `pycocotools` (the field's reference evaluation).
+
+Ground truth and detections are turned into COCO's in-memory structures (boxes as [x, y, width,
+height], masks as run-length encodings from `pycocotools.mask.encode`) and scored by `COCOeval`:
+AP averaged over IoU thresholds 0.50:0.05:0.95 (`ap`), at 0.50 (`ap50`) and 0.75 (`ap75`), over
+all classes or over a subset (ViLD's novel classes: `class_ids`). Nothing of the metric is
+re-implemented here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Sequence
+
+import numpy as np
+from pycocotools import coco as coco_lib
+from pycocotools import cocoeval
+from pycocotools import mask as mask_lib
+
+
+def _xywh(box: np.ndarray) -> list[float]:
+  x0, y0, x1, y1 = (float(v) for v in box)
+  return [x0, y0, x1 - x0, y1 - y0]
+
+
+def _rle(mask: np.ndarray) -> dict:
+  rle = mask_lib.encode(np.asfortranarray(mask.astype(np.uint8)))
+  rle['counts'] = rle['counts'].decode('ascii')
+  return rle
+
+
+def coco_map(gt: Sequence[dict], detections: Sequence[dict], num_classes: int,
+             iou_type: str = 'bbox', class_ids: Sequence[int] | None = None,
+             image_size: tuple[int, int] | None = None) -> dict[str, float]:
+  """COCO AP of `detections` against `gt`, one dict of arrays per image in both.
+
+  gt[i]: 'boxes' [n, 4] (x0, y0, x1, y1), 'labels' [n] (class index), and for iou_type='segm'
+  'masks' bool [n, H, W]. detections[i]: 'boxes' [m, 4], 'labels' [m], 'scores' [m] (and 'masks').
+  Returns {'ap', 'ap50', 'ap75'}; -1 where COCO finds nothing to score (no ground truth).
+  """
+  images, annotations, results = [], [], []
+  for image_id, (g, d) in enumerate(zip(gt, detections)):
+    if image_size is not None:
+      h, w = image_size
+    elif 'masks' in g and len(g['masks']):
+      h, w = g['masks'].shape[1:]
+    else:
+      h = w = 1
+    images.append({'id': image_id, 'height': int(h), 'width': int(w)})
+    for k, (box, label) in enumerate(zip(g['boxes'], g['labels'])):
+      ann = {'id': len(annotations) + 1, 'image_id': image_id, 'category_id': int(label),
+             'bbox': _xywh(box), 'area': float((box[2] - box[0]) * (box[3] - box[1])), 'iscrowd': 0}
+      if iou_type == 'segm':
+        ann['segmentation'] = _rle(g['masks'][k])
+        ann['area'] = float(g['masks'][k].sum())
+      annotations.append(ann)
+    for k, (box, label, score) in enumerate(zip(d['boxes'], d['labels'], d['scores'])):
+      res = {'image_id': image_id, 'category_id': int(label), 'bbox': _xywh(box),
+             'score': float(score)}
+      if iou_type == 'segm':
+        res['segmentation'] = _rle(d['masks'][k])
+      results.append(res)
+  with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress.
+    truth = coco_lib.COCO()
+    truth.dataset = {'images': images, 'annotations': annotations,
+                     'categories': [{'id': c} for c in range(num_classes)]}
+    truth.createIndex()
+    if not results:
+      return {'ap': 0.0, 'ap50': 0.0, 'ap75': 0.0}
+    predicted = truth.loadRes(results)
+    evaluation = cocoeval.COCOeval(truth, predicted, iou_type)
+    if class_ids is not None:
+      evaluation.params.catIds = list(class_ids)
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+  stats = evaluation.stats
+  return {'ap': float(stats[0]), 'ap50': float(stats[1]), 'ap75': float(stats[2])}
