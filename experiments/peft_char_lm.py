@@ -87,23 +87,10 @@ class PEFTCharLM(Experiment):
     self._windows['source'] = len(eval_rows) - self._windows['target']
     self.data = pipeline.Splits(train=train, eval=eval_rows)
     self._tokens = jnp.zeros((1, d.context), jnp.int32)
-    self._pretrained = self._load_pretrained() if peft.method != 'pretrain' else None
+    # The final parameters of the `pretrain` run (NumPy arrays).
+    self._pretrained = (checkpoint.load_params(peft.pretrained) if peft.method != 'pretrain'
+                        else None)
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
-
-  def _load_pretrained(self):
-    """The final parameters of the `pretrain` run in `config.peft.pretrained` (NumPy arrays)."""
-    directory = self.config.peft.pretrained
-    abstract = jax.eval_shape(lambda rng: TrainState.create(
-        params=self.model.init(rng, self._tokens)['params'],
-        tx=optim.make_optimizer(self.config.pretrain_optim, 1), rng=rng), jax.random.PRNGKey(0))
-    checkpointer = checkpoint.Checkpointer(directory)
-    try:
-      restored = checkpointer.restore_latest(abstract)
-    finally:
-      checkpointer.close()
-    if restored is None:
-      raise ConfigError(f'no checkpoint in {directory}; run the `pretrain` preset there first')
-    return jax.tree.map(np.asarray, restored[1].params)
 
   def _trainable(self, params):
     method = self.config.peft.method

@@ -29,7 +29,6 @@ def base(method: str) -> ml_collections.ConfigDict:
   del c.evals, c.sample
   c.peft = ml_collections.ConfigDict(dict(method=method, pretrained='', rank=8, lora_alpha=16.0,
                                           bottleneck=16, prefix_length=16))
-  c.pretrain_optim = ml_collections.ConfigDict(c.optim.to_dict())  # To restore the pre-trained run.
   if method != 'pretrain':
     c.optim = ml_collections.ConfigDict(dict(
         name='adam', learning_rate=RATES[method], schedule='cosine',
@@ -43,7 +42,6 @@ def tiny_pretrain() -> ml_collections.ConfigDict:
   c.data.update(context=16, train_stride=97, eval_windows=24)
   c.model.name = 'gpt_bytes_tiny'
   c.optim.update(learning_rate=1e-2, warmup_steps=2)
-  c.pretrain_optim = ml_collections.ConfigDict(c.optim.to_dict())
   c.train.update(steps=4, batch_size=16, log_every=2, eval_every=0, checkpoint_every=4)
   return c
 
