@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxpapers.data import digits, shapes_captions
+from jaxpapers.data import moving_shapes
 from jaxpapers.errors import ConfigError, DatasetNotFoundError
 
 Example = dict[str, Any]
@@ -34,6 +35,7 @@ Example = dict[str, Any]
 OFFLINE_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     'sklearn_digits': digits.SklearnDigits,
     **shapes_captions.BUILDERS,
+    **moving_shapes.BUILDERS,
 }
 
 
