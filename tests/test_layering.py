@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FAMILIES = ('captioning', 'convnets', 'contrastive', 'diffusion', 'gans', 'nn', 'recurrent', 'selfsup',
-            'transformers')
+FAMILIES = ('captioning', 'convnets', 'contrastive', 'diffusion', 'gans', 'memory', 'nn', 'recurrent',
+            'selfsup', 'transformers')
 
 
 def _imports(path: pathlib.Path) -> set[str]:
