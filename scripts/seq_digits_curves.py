@@ -5,17 +5,25 @@
 Reads `<runs>/seq_digits_<preset>` (runs of `experiments/configs/sequential_digits.py:<preset>`
 through `experiments.classify`) and draws training loss and test accuracy against updates, one
 panel pair per task (raster order, permuted). Runs that are missing are skipped. Prints the final
-and best test accuracy of each run.
+and best test accuracy of each run, and for each BN-LSTM run the final test accuracy again with
+the statistics of each test batch of 64 instead of the population statistics (the BN in
+training mode; nothing is updated), to tell a mismatch of the population statistics from
+a model that did not learn.
 """
 
 from __future__ import annotations
 
 import os
 
+import jax
+import jax.numpy as jnp
 import matplotlib
+import numpy as np
 from absl import app, flags
 
-from jaxpapers.train import metrics
+from experiments import classify
+from experiments.configs import sequential_digits
+from jaxpapers.train import checkpoint, devices, metrics
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
@@ -23,6 +31,32 @@ import matplotlib.pyplot as plt  # noqa: E402
 _RUNS = flags.DEFINE_string('runs', 'runs', 'Folder holding the seq_digits_* workdirs.')
 _OUT = flags.DEFINE_string('out', 'docs/figures/bn_lstm_seq_digits.png', 'The figure.')
 SUFFIXES = {'': 'eps 1e-5', '_eps3': 'eps 1e-3'}
+
+
+def accuracies(workdir: str, preset: str, epsilon: float) -> tuple[float, float]:
+  """(population-statistics, batch-statistics) test accuracy of a finished BN-LSTM run."""
+  config = sequential_digits.get_config(preset)
+  config.model.bn_epsilon = epsilon
+  experiment = classify.Classify(config, devices.make_mesh())
+  abstract = jax.eval_shape(experiment.init, jax.random.PRNGKey(0))
+  checkpointer = checkpoint.Checkpointer(workdir)
+  try:
+    state = checkpointer.restore_latest(abstract)[1]
+  finally:
+    checkpointer.close()
+  variables = {'params': state.params, **state.model_state}
+  model = experiment.model
+  population = jax.jit(lambda x: model.apply(variables, x, train=False))
+  batch = jax.jit(lambda x: model.apply(variables, x, train=True, mutable=['batch_stats'])[0])
+  right = {'population': 0, 'batch': 0}
+  count = 0
+  for b in experiment.eval_data():
+    mask = np.asarray(b['mask']) > 0
+    for name, fn in (('population', population), ('batch', batch)):
+      predictions = np.asarray(jnp.argmax(fn(jnp.asarray(b['image'])), -1))
+      right[name] += int(np.sum((predictions == np.asarray(b['label']))[mask]))
+    count += int(mask.sum())
+  return right['population'] / count, right['batch'] / count
 
 
 def main(argv):
@@ -41,6 +75,9 @@ def main(argv):
         axes[1, column].plot(eval_steps, accuracy, label=label, marker='.')
         print(f'{prefix}{cell}{suffix}: final test accuracy {accuracy[-1]:.4f}, best '
               f'{max(accuracy):.4f}, final train loss {loss[-1]:.4f}')
+        if cell == 'bn_lstm':
+          pop, bat = accuracies(workdir, f'{prefix}{cell}', 1e-3 if suffix else 1e-5)
+          print(f'  population statistics {pop:.4f}, test-batch statistics {bat:.4f}')
     axes[0, column].set_title(f'8x8 digits, pixel by pixel, {task}')
     axes[0, column].set_ylabel('training loss')
     axes[1, column].set_ylabel('test accuracy (population statistics)')
