@@ -8,7 +8,9 @@ panel pair per task (raster order, permuted). Runs that are missing are skipped.
 and best test accuracy of each run, and for each BN-LSTM run the final test accuracy again with
 the statistics of each test batch of 64 instead of the population statistics (the BN in
 training mode; nothing is updated), to tell a mismatch of the population statistics from
-a model that did not learn.
+a model that did not learn; and with per-step statistics recomputed in one pass over the whole
+training set with the final weights, to tell running averages that lag the weights from
+statistics that do not transfer at all.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ _OUT = flags.DEFINE_string('out', 'docs/figures/bn_lstm_seq_digits.png', 'The fi
 SUFFIXES = {'': 'eps 1e-5', '_eps3': 'eps 1e-3'}
 
 
-def accuracies(workdir: str, preset: str, epsilon: float) -> tuple[float, float]:
-  """(population-statistics, batch-statistics) test accuracy of a finished BN-LSTM run."""
+def accuracies(workdir: str, preset: str, epsilon: float) -> tuple[float, float, float]:
+  """Test accuracy of a finished BN-LSTM run with (its population statistics, each test batch's
+  statistics, statistics recomputed on the whole training set with the final weights)."""
   config = sequential_digits.get_config(preset)
   config.model.bn_epsilon = epsilon
   experiment = classify.Classify(config, devices.make_mesh())
@@ -48,15 +51,21 @@ def accuracies(workdir: str, preset: str, epsilon: float) -> tuple[float, float]
   model = experiment.model
   population = jax.jit(lambda x: model.apply(variables, x, train=False))
   batch = jax.jit(lambda x: model.apply(variables, x, train=True, mutable=['batch_stats'])[0])
-  right = {'population': 0, 'batch': 0}
+  # Momentum 0: the running averages become the statistics of this one pass over the train set.
+  train_images = np.stack([np.asarray(ex['image']) for ex in experiment.data.train])
+  _, fresh = model.clone(bn_momentum=0.0).apply(variables, jnp.asarray(train_images), train=True,
+                                                mutable=['batch_stats'])
+  recomputed_vars = {'params': state.params, **fresh}
+  recomputed = jax.jit(lambda x: model.apply(recomputed_vars, x, train=False))
+  right = {'population': 0, 'batch': 0, 'recomputed': 0}
   count = 0
   for b in experiment.eval_data():
     mask = np.asarray(b['mask']) > 0
-    for name, fn in (('population', population), ('batch', batch)):
+    for name, fn in (('population', population), ('batch', batch), ('recomputed', recomputed)):
       predictions = np.asarray(jnp.argmax(fn(jnp.asarray(b['image'])), -1))
       right[name] += int(np.sum((predictions == np.asarray(b['label']))[mask]))
     count += int(mask.sum())
-  return right['population'] / count, right['batch'] / count
+  return tuple(right[k] / count for k in ('population', 'batch', 'recomputed'))
 
 
 def main(argv):
@@ -76,8 +85,9 @@ def main(argv):
         print(f'{prefix}{cell}{suffix}: final test accuracy {accuracy[-1]:.4f}, best '
               f'{max(accuracy):.4f}, final train loss {loss[-1]:.4f}')
         if cell == 'bn_lstm':
-          pop, bat = accuracies(workdir, f'{prefix}{cell}', 1e-3 if suffix else 1e-5)
-          print(f'  population statistics {pop:.4f}, test-batch statistics {bat:.4f}')
+          pop, bat, fresh = accuracies(workdir, f'{prefix}{cell}', 1e-3 if suffix else 1e-5)
+          print(f'  population statistics {pop:.4f}, test-batch statistics {bat:.4f}, '
+                f'recomputed on the training set {fresh:.4f}')
     axes[0, column].set_title(f'8x8 digits, pixel by pixel, {task}')
     axes[0, column].set_ylabel('training loss')
     axes[1, column].set_ylabel('test accuracy (population statistics)')
