@@ -39,6 +39,7 @@ MODEL_MODULES = (
     'jaxpapers.convnets.nin',
     'jaxpapers.convnets.resnet',
     'jaxpapers.convnets.vgg',
+    'jaxpapers.captioning.lrcn',
     'jaxpapers.captioning.show_and_tell',
     'jaxpapers.contrastive.clip',
     'jaxpapers.dense.fc_densenet',

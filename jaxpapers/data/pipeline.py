@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxpapers.data import digits, scenes, shapes_captions
+from jaxpapers.data import digits, moving_shapes, scenes, shapes_captions
 from jaxpapers.errors import ConfigError, DatasetNotFoundError
 
 Example = dict[str, Any]
@@ -35,6 +35,7 @@ OFFLINE_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     'sklearn_digits': digits.SklearnDigits,
     **shapes_captions.BUILDERS,
     **scenes.BUILDERS,
+    **moving_shapes.BUILDERS,
 }
 
 

@@ -47,7 +47,7 @@ class PrefixTuning(lora.Adapter):
         and lora._matches(module, self.targets)):
       if kwargs.get('decode'):
         raise ValueError('prefix tuning does not support KV-cached decoding (decode=True)')
-      if len(args) > 1 and args[1] is not None or kwargs.get('inputs_kv') is not None:
+      if (len(args) > 1 and args[1] is not None) or kwargs.get('inputs_kv') is not None:
         raise ValueError('prefix tuning is for self-attention layers')
       q_len = args[0].shape[1]
       mask = kwargs.get('mask')
