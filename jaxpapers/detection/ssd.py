@@ -17,18 +17,31 @@ arXiv:1512.02325): default boxes, matching, hard negative mining and the MultiBo
   softmax cross-entropy of positives and of the hardest negatives.
 * Hard negative mining (sec. 2.2): negatives are sorted by their confidence loss and the top ones
   kept so that negatives : positives is at most 3 : 1. L = 0 when N = 0 (eq. 1).
-Departure: the network (VGG-16 with dilated fc6/fc7 and extra layers) is not built here yet.
+* The network (sec. 2.1, Figure 2, sec. 3 "Base network"): VGG-16's convolutions (pool3 rounding
+  up, pool5 turned into a 3x3 stride-1 pool), fc6 as a 3x3 convolution with dilation 6 and 1024
+  channels, fc7 as 1x1 with 1024, conv4_3 L2-normalised with a learned per-channel scale starting
+  at 20 (ParseNet; sec. 3.1), and four extra blocks (1x1 then 3x3, stride 2 twice, then unpadded
+  twice) giving 10x10, 5x5, 3x3, 1x1 maps; on each of the six maps a 3x3 convolution predicts, per
+  default box, 1 + C class scores and 4 offsets. `ssd300_vgg16` (91 COCO classes with background,
+  as torchvision's) has 35,641,826 parameters, torchvision's count.
+Departures: default-box centres are the paper's (i + 0.5) / |f_k| (the Caffe model and torchvision
+use steps of 8, 16, 32, 64, 100, 300 pixels, slightly different); no data augmentation (sec. 2.2's
+patch sampling) lives here; the network's modules are not named as torchvision's (no converter).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxpapers import zoo
+from jaxpapers.convnets import layers as conv_layers
+from jaxpapers.convnets import vgg
 from jaxpapers.detection import boxes as box_lib
 
 SSD300_MAPS = (38, 19, 10, 5, 3, 1)
@@ -106,3 +119,51 @@ def multibox_loss(class_logits: jax.Array, box_offsets: jax.Array, anchors: jax.
   scale = jnp.where(n > 0, 1.0 / jnp.maximum(n, 1), 0.0)
   return {'loss': (conf + alpha * loc) * scale, 'conf': conf * scale, 'loc': loc * scale,
           'positives': n}
+
+
+class SSD(nn.Module):
+  """SSD300's network: image [B, H, W, 3] -> class logits [B, D, 1 + C], offsets [B, D, 4]."""
+  num_classes: int = 91  # including background (index 0)
+  config: Sequence[int | str] = vgg.CONFIGS['D']
+  fc_features: int = 1024
+  extra: Sequence[tuple[int, int]] = ((256, 512), (128, 256), (128, 256), (128, 256))
+  boxes_per_location: Sequence[int] = (4, 6, 6, 6, 4, 4)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    del train
+    maps, pools = [], 0
+    for i, v in enumerate(self.config):
+      if v == 'M':
+        pools += 1
+        if pools == 4:  # conv4_3, before pool4
+          norm = x * jax.lax.rsqrt(jnp.sum(x * x, -1, keepdims=True) + 1e-20)
+          scale = self.param('conv4_3_scale', nn.initializers.constant(20.0), (x.shape[-1],))
+          maps.append(norm * scale)
+        if pools == 5:
+          x = conv_layers.pool(x, 'max', 3, 1, padding=1)
+        else:
+          x = conv_layers.pool(x, 'max', 2, 2, ceil_mode=True)
+        continue
+      x = nn.relu(nn.Conv(v, (3, 3), padding=1, name=f'features_{i}')(x))
+    x = nn.relu(nn.Conv(self.fc_features, (3, 3), padding=6, kernel_dilation=6, name='fc6')(x))
+    x = nn.relu(nn.Conv(self.fc_features, (1, 1), name='fc7')(x))
+    maps.append(x)
+    for i, (inner, out) in enumerate(self.extra):
+      x = nn.relu(nn.Conv(inner, (1, 1), name=f'extra{i}_1')(x))
+      stride, pad = (2, 1) if i < 2 else (1, 0)
+      x = nn.relu(nn.Conv(out, (3, 3), strides=stride, padding=pad, name=f'extra{i}_2')(x))
+      maps.append(x)
+    logits, offsets = [], []
+    for k, (f, n) in enumerate(zip(maps, self.boxes_per_location)):
+      b = f.shape[0]
+      logits.append(nn.Conv(n * self.num_classes, (3, 3), padding=1, name=f'cls{k}')(f)
+                    .reshape(b, -1, self.num_classes))
+      offsets.append(nn.Conv(n * 4, (3, 3), padding=1, name=f'box{k}')(f).reshape(b, -1, 4))
+    return jnp.concatenate(logits, 1), jnp.concatenate(offsets, 1)
+
+
+_PAPER = 'SSD: Single Shot MultiBox Detector (Liu et al. 2016, arXiv:1512.02325)'
+zoo.register('ssd300_vgg16', lambda: SSD(), inputs=zoo.image_input(300, 300, 3),
+             apply_kwargs={'train': False}, paper=_PAPER, reference_params=35_641_826,
+             reference_source='torchvision ssd300_vgg16 (91 classes)')

@@ -204,3 +204,19 @@ def test_detr_loss_is_invariant_to_the_order_of_predictions():
   # Gradients flow to the boxes and logits (not through the matching).
   grads = jax.grad(lambda b: detr.set_prediction_loss(logits, b, gt_labels, gt_boxes)['loss'])(pred)
   assert np.abs(np.asarray(grads)).sum() > 0
+
+
+def test_ssd300_network_predicts_for_every_default_box():
+  from jaxpapers import zoo
+  preset = zoo.get('ssd300_vgg16')
+  logits, offsets = jax.eval_shape(
+      lambda x: preset.build().init_with_output(jax.random.key(0), x)[0], *preset.inputs())
+  anchors = ssd.default_boxes(ssd.SSD300_MAPS, ssd.SSD300_SCALES, ssd.SSD300_RATIOS)
+  assert logits.shape == (1, len(anchors), 91) and offsets.shape == (1, len(anchors), 4)
+  # torchvision's count: VGG-16 convolutions + L2Norm scale + fc6/fc7 + extras + heads.
+  c = lambda i, o, k=3: i * o * k * k + o  # noqa: E731
+  extra = (c(512, 1024) + c(1024, 1024, 1) + c(1024, 256, 1) + c(256, 512) + c(512, 128, 1)
+           + c(128, 256) + 2 * (c(256, 128, 1) + c(128, 256)))
+  heads = sum(c(i, n * 91) + c(i, n * 4) for i, n in zip((512, 1024, 512, 256, 256, 256),
+                                                           (4, 6, 6, 6, 4, 4)))
+  assert zoo.count_params('ssd300_vgg16') == 14_714_688 + 512 + extra + heads == 35_641_826
