@@ -2,9 +2,11 @@
 
 `from_torchvision(model, state_dict)` turns a torchvision model's `state_dict()` (names -> numpy
 arrays) into Flax variables {'params', 'batch_stats'} for `ResNet` (torchvision's resnet*,
-wide_resnet*, resnext*), `VGG` (vgg*, vgg*_bn), `AlexNet` and `GoogLeNet`; `to_torchvision` is the
-inverse (its output loads into torchvision with `load_state_dict(..., strict=True)` once made into
-tensors). Parity on random weights is tested in tests/parity (needs torchvision).
+wide_resnet*, resnext*), `VGG` (vgg*, vgg*_bn), `AlexNet`, `GoogLeNet` and `jaxpapers.dense.fcn.FCN`
+(fcn_resnet50/101, matched by class name: the convnet zoo does not import the dense family);
+`to_torchvision` is the inverse (its output loads into torchvision with
+`load_state_dict(..., strict=True)` once made into tensors). Parity on random weights is tested
+in tests/parity (needs torchvision).
 
 The Flax modules carry torchvision's module names, with a trailing `_<digits>` standing for a
 Sequential index: Flax path ('layer1_0', 'downsample_1') is torch module 'layer1.0.downsample.1'.
@@ -96,10 +98,10 @@ def _flattened_inputs(model: nn.Module) -> dict[tuple[str, ...], tuple[int, int,
     return {('classifier_0',): (512, 7, 7)}
   if isinstance(model, GoogLeNet):
     return {('aux1', 'fc1'): (128, 4, 4), ('aux2', 'fc1'): (128, 4, 4)}
-  if isinstance(model, ResNet):
+  if isinstance(model, ResNet) or type(model).__name__ == 'FCN':  # jaxpapers.dense.fcn.FCN
     return {}
   raise TypeError(f'no torchvision counterpart for {type(model).__name__}; '
-                  'supported: ResNet, VGG, AlexNet, GoogLeNet')
+                  'supported: ResNet, VGG, AlexNet, GoogLeNet, FCN')
 
 
 @functools.lru_cache(maxsize=8)

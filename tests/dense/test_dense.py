@@ -145,3 +145,13 @@ def test_scenes_presets_train_forward(name):
   if 'batch_stats' in variables:  # training mode updates the running statistics
     assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(variables['batch_stats']),
                                                       jax.tree.leaves(state['batch_stats'])))
+
+
+def test_fcn_carries_torchvisions_state_dict_names():
+  from jaxpapers.convnets import torchvision_convert
+  shapes = torchvision_convert.torchvision_shapes(zoo.build('fcn_resnet50'))
+  assert shapes['classifier.0.weight'] == (512, 2048, 3, 3)
+  assert shapes['classifier.4.weight'] == (21, 512, 1, 1)
+  assert shapes['aux_classifier.0.weight'] == (256, 1024, 3, 3)
+  assert shapes['backbone.layer4.2.conv3.weight'] == (2048, 512, 1, 1)
+  assert 'backbone.fc.weight' not in shapes and 'backbone.bn1.running_var' in shapes
