@@ -52,6 +52,7 @@ MODEL_MODULES = (
     'jaxpapers.gans.cgan',
     'jaxpapers.gans.dcgan',
     'jaxpapers.gans.gan',
+    'jaxpapers.gans.stylegan2',
     'jaxpapers.gans.wgan_gp',
     'jaxpapers.nn.mlp',
     'jaxpapers.recurrent.bn_lstm',
