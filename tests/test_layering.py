@@ -8,6 +8,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FAMILIES = ('convnets', 'contrastive', 'diffusion', 'gans', 'nn', 'recurrent', 'selfsup',
+            'distill', 'metric',
             'transformers')
 
 

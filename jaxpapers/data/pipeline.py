@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxpapers.data import digits, shapes_captions
+from jaxpapers.data import digits, font_glyphs, shapes_captions
 from jaxpapers.errors import ConfigError, DatasetNotFoundError
 
 Example = dict[str, Any]
@@ -34,6 +34,7 @@ Example = dict[str, Any]
 OFFLINE_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     'sklearn_digits': digits.SklearnDigits,
     **shapes_captions.BUILDERS,
+    **font_glyphs.BUILDERS,
 }
 
 
