@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxpapers.data import digits, moving_shapes, scenes, shapes_captions
+from jaxpapers.data import digits, font_glyphs, moving_shapes, scenes, shapes_captions
 from jaxpapers.errors import ConfigError, DatasetNotFoundError
 
 Example = dict[str, Any]
@@ -36,6 +36,7 @@ OFFLINE_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     **shapes_captions.BUILDERS,
     **scenes.BUILDERS,
     **moving_shapes.BUILDERS,
+    **font_glyphs.BUILDERS,
 }
 
 

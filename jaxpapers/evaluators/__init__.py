@@ -4,6 +4,8 @@
     sample_quality  Frechet distance, classifier score and classes found, by a fixed classifier
     linear_probe    logistic-regression probes on frozen features
     knn             weighted k-nearest-neighbour classification on frozen features
+    few_shot        N-way K-shot episodes on held-out classes (prototypes or a pair score)
+    verification    same / different pair accuracy at a threshold, ten folds (FaceNet, LFW)
     zero_shot       zero-shot classification from prompt ensembles (CLIP-style towers)
     classification  accuracy and cross-entropy of a classifier on a dataset split
     training_curves a figure of training metrics over steps
@@ -22,6 +24,7 @@ from jaxpapers.errors import ConfigError
 from jaxpapers.evaluators.base import Evaluator
 from jaxpapers.evaluators.captioning import CaptionBLEU
 from jaxpapers.evaluators.classification import Classification
+from jaxpapers.evaluators.few_shot import FewShot
 from jaxpapers.evaluators.knn import KNN
 from jaxpapers.evaluators.linear_probe import LinearProbe
 from jaxpapers.evaluators.sample_grid import SampleGrid
@@ -29,6 +32,7 @@ from jaxpapers.evaluators.sample_quality import SampleQuality
 from jaxpapers.evaluators.segmentation import Segmentation
 from jaxpapers.evaluators.text_samples import TextSamples
 from jaxpapers.evaluators.training_curves import TrainingCurves
+from jaxpapers.evaluators.verification import Verification
 from jaxpapers.evaluators.zero_shot import ZeroShot
 
 EVALUATORS: dict[str, type[Evaluator]] = {
@@ -36,6 +40,8 @@ EVALUATORS: dict[str, type[Evaluator]] = {
     'sample_quality': SampleQuality,
     'linear_probe': LinearProbe,
     'knn': KNN,
+    'few_shot': FewShot,
+    'verification': Verification,
     'zero_shot': ZeroShot,
     'classification': Classification,
     'training_curves': TrainingCurves,
