@@ -27,7 +27,7 @@ def test_roi_align_matches_torchvision(aligned, output_size, scale, ratio):
   rois = np.concatenate([lo, lo + rng.uniform(0.5, 60, (12, 2))], 1).astype(np.float32)
   index = rng.integers(0, 2, 12)
   expected = torchvision.ops.roi_align(
-      torch.tensor(features), torch.tensor(np.concatenate([index[:, None], rois], 1)),
+      torch.tensor(features), torch.tensor(np.concatenate([index[:, None], rois], 1).astype(np.float32)),
       output_size, spatial_scale=scale, sampling_ratio=ratio, aligned=aligned).numpy()
   out = roi_align.roi_align(features.transpose(0, 2, 3, 1), rois, index, output_size, scale, ratio,
                             aligned)
