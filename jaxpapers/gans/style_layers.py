@@ -118,7 +118,7 @@ class EqualDense(nn.Module):
                         (fan_in, self.features))
     y = x @ (weight * (self.lr_mul / np.sqrt(fan_in)))
     if self.use_bias:
-      bias = self.param('bias', lambda k, s: jnp.full(s, self.bias_init / self.lr_mul),
+      bias = self.param('bias', lambda k, s: jnp.full(s, self.bias_init / self.lr_mul, jnp.float32),
                         (self.features,))
       y = y + bias * self.lr_mul
     return lrelu(y) if self.activation == 'lrelu' else y
