@@ -44,12 +44,18 @@ class Evaluator(abc.ABC):
       raise ConfigError(f'evaluator {kind!r} has no option {", ".join(map(repr, unknown))}; '
                         f'its options: {", ".join(["fn", *self.defaults])}')
     self.config = {**self.defaults, **config}
+    self.kind = kind
     self.mesh = mesh
     if 'fn' in config:
-      if config['fn'] not in fns:
-        raise ConfigError(f'evaluator {kind!r} uses fn={config["fn"]!r}, which the experiment does '
-                          f'not provide; it provides: {", ".join(fns) or "none"}')
-      self.fn = fns[config['fn']]
+      self.fn = self.experiment_fn(fns, 'fn')
+
+  def experiment_fn(self, fns: Mapping[str, Callable[..., Any]], option: str) -> Callable[..., Any]:
+    """The experiment's function that config option `option` names."""
+    name = self.config[option]
+    if name not in fns:
+      raise ConfigError(f'evaluator {self.kind!r} uses {option}={name!r}, which the experiment '
+                        f'does not provide; it provides: {", ".join(fns) or "none"}')
+    return fns[name]
 
   @abc.abstractmethod
   def __call__(self, state: Any, step: int, writer: MetricWriter) -> dict[str, float]:

@@ -24,7 +24,6 @@ import jax
 import numpy as np
 
 from jaxpapers.data import episodes as episodes_lib
-from jaxpapers.errors import ConfigError
 from jaxpapers.evaluators.base import Evaluator, load_split, map_batches
 
 
@@ -49,12 +48,7 @@ class FewShot(Evaluator):
   def __init__(self, config, fns, mesh):
     super().__init__(config, fns, mesh)
     c = self.config
-    self.score_fn = None
-    if c['score_fn']:
-      if c['score_fn'] not in fns:
-        raise ConfigError(f'evaluator few_shot uses score_fn={c["score_fn"]!r}, which the '
-                          f'experiment does not provide; it provides: {", ".join(fns)}')
-      self.score_fn = fns[c['score_fn']]
+    self.score_fn = self.experiment_fn(fns, 'score_fn') if c['score_fn'] else None
     self.data = load_split(c['dataset'], c['split'], c['data_dir'], ('image', 'label'))
 
   def __call__(self, state, step, writer):

@@ -19,7 +19,6 @@ import jax
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from jaxpapers.errors import ConfigError
 from jaxpapers.evaluators.base import Evaluator, load_split, map_batches
 
 
@@ -67,12 +66,7 @@ class Verification(Evaluator):
   def __init__(self, config, fns, mesh):
     super().__init__(config, fns, mesh)
     c = self.config
-    self.score_fn = None
-    if c['score_fn']:
-      if c['score_fn'] not in fns:
-        raise ConfigError(f'evaluator verification uses score_fn={c["score_fn"]!r}, which the '
-                          f'experiment does not provide; it provides: {", ".join(fns)}')
-      self.score_fn = fns[c['score_fn']]
+    self.score_fn = self.experiment_fn(fns, 'score_fn') if c['score_fn'] else None
     self.data = load_split(c['dataset'], c['split'], c['data_dir'], ('image', 'label'))
     self.first, self.second, self.same = sample_pairs(self.data['label'], c['pairs'], c['seed'])
 
