@@ -53,6 +53,7 @@ MODEL_MODULES = (
     'jaxpapers.gans.cgan',
     'jaxpapers.gans.dcgan',
     'jaxpapers.gans.gan',
+    'jaxpapers.gans.progan',
     'jaxpapers.gans.stylegan2',
     'jaxpapers.gans.stylegan3',
     'jaxpapers.gans.wgan_gp',
