@@ -54,6 +54,7 @@ MODEL_MODULES = (
     'jaxpapers.gans.dcgan',
     'jaxpapers.gans.gan',
     'jaxpapers.gans.progan',
+    'jaxpapers.gans.stylegan',
     'jaxpapers.gans.stylegan2',
     'jaxpapers.gans.stylegan3',
     'jaxpapers.gans.wgan_gp',
