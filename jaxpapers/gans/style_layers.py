@@ -16,6 +16,9 @@
     w''_ijk = w'_ijk / sqrt(sum_{i,k} w'_ijk^2 + eps) (`modulated_conv`). It is computed as the
     reference's non-fused path: the input is scaled by s, convolved with the shared kernel, and the
     output scaled by the demodulation coefficients, which equals convolving with w'' per example.
+  * Fourier-feature input (StyleGAN3, Karras et al. 2021, arXiv:2106.12423, sec. 3.1): a
+    continuous, translatable and rotatable replacement of the learned constant
+    (`FourierFeatures`); StyleGAN3 uses it and StyleGAN2 can (`stylegan2.Generator(fourier_input)`).
 
 Images are NHWC; kernels are [kh, kw, in, out] (flax's layout).
 """

@@ -23,8 +23,9 @@ below its Nyquist rate so the network is equivariant to sub-pixel translation (c
     taps (6 per unit of the lower rate, so 12 for a factor-2 resampling); config R's non-critical
     downsampling filters are radial (jinc times a Kaiser window in both axes);
   * per-layer input normalisation by a moving average of E[x^2] (`magnitude_ema`, sec. 3.2 /
-    appendix F), no noise inputs, no skip tRGBs, output times 0.25; the mapping network has 2 layers
-    (train.py's default for the StyleGAN3 configs), `stylegan2.MappingNetwork`.
+    appendix F; decay `magnitude_ema_beta`, 0.999 by default, which the reference's train.py sets
+    to 0.5^(batch / 20,000)), no noise inputs, no skip tRGBs, output times 0.25; the mapping
+    network has 2 layers (train.py's default for the StyleGAN3 configs), `stylegan2.MappingNetwork`.
 The discriminator is StyleGAN2's (`stylegan2.Discriminator`), as in the reference.
 
 `reference_counts` is the closed form of the parameter count of NVlabs stylegan3's
