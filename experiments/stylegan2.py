@@ -48,7 +48,7 @@ class StyleGAN2(Experiment):
     self.z_dim = self.generator.z_dim
     self.generator_tx = optim.make_optimizer(config.optim.generator, config.train.steps)
     self.discriminator_tx = optim.make_optimizer(config.optim.discriminator, config.train.steps)
-    gan_experiment.GAN._prepare_classifiers(self)
+    gan_experiment.prepare_quality_classifiers(config)
 
   def init(self, rng):
     g_key, d_key = jax.random.split(rng)

@@ -16,13 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
 from experiments import gan as gan_experiment
 from experiments import stylegan2 as experiment_lib
 from jaxpapers.train import checkpoint, devices, metrics
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'the run\'s config')
 flags.DEFINE_string('run_dir', None, 'workdir of the run')
 flags.DEFINE_string('out_dir', 'docs/figures', 'where the PNGs go')
 flags.DEFINE_integer('num', 5, 'latents per axis')
@@ -33,7 +31,7 @@ PSIS = (-1.0, -0.5, 0.0, 0.5, 0.75, 1.0)
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  config = FLAGS.config  # the --config flag of jaxpapers.train.cli (imported by the experiment)
   mesh = devices.make_mesh()
   experiment = experiment_lib.StyleGAN2(config, mesh)
   abstract = jax.eval_shape(experiment.init, jax.random.PRNGKey(0))

@@ -16,6 +16,9 @@
     w''_ijk = w'_ijk / sqrt(sum_{i,k} w'_ijk^2 + eps) (`modulated_conv`). It is computed as the
     reference's non-fused path: the input is scaled by s, convolved with the shared kernel, and the
     output scaled by the demodulation coefficients, which equals convolving with w'' per example.
+  * Fourier-feature input (StyleGAN3, Karras et al. 2021, arXiv:2106.12423, sec. 3.1): a
+    continuous, translatable and rotatable replacement of the learned constant
+    (`FourierFeatures`); StyleGAN3 uses it and StyleGAN2 can (`stylegan2.Generator(fourier_input)`).
 
 Images are NHWC; kernels are [kh, kw, in, out] (flax's layout).
 """
@@ -107,19 +110,20 @@ class EqualDense(nn.Module):
   """y = act((x W) lr_mul / sqrt(fan_in) + b lr_mul) with W ~ N(0, 1) / lr_mul (ProGAN sec. 4.1)."""
   features: int
   lr_mul: float = 1.0
-  bias_init: float = 0.0
+  bias_init: float | Sequence[float] = 0.0  # a scalar, or one value per output feature
   use_bias: bool = True
   activation: str = 'linear'  # linear | lrelu
+  weight_init: float = 1.0  # std of the stored weights before / lr_mul (0: StyleGAN3's input affine)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     fan_in = x.shape[-1]
-    weight = self.param('kernel', lambda k, s: jax.random.normal(k, s) / self.lr_mul,
+    weight = self.param('kernel', lambda k, s: jax.random.normal(k, s) * self.weight_init / self.lr_mul,
                         (fan_in, self.features))
     y = x @ (weight * (self.lr_mul / np.sqrt(fan_in)))
     if self.use_bias:
-      bias = self.param('bias', lambda k, s: jnp.full(s, self.bias_init / self.lr_mul, jnp.float32),
-                        (self.features,))
+      bias_init = np.broadcast_to(np.asarray(self.bias_init, np.float32), (self.features,))
+      bias = self.param('bias', lambda k, s: jnp.asarray(bias_init / self.lr_mul), (self.features,))
       y = y + bias * self.lr_mul
     return lrelu(y) if self.activation == 'lrelu' else y
 
@@ -158,13 +162,65 @@ class EqualConv(nn.Module):
 
 
 def modulated_conv(x: jax.Array, weight: jax.Array, styles: jax.Array, demodulate: bool = True,
-                   eps: float = 1e-8) -> jax.Array:
+                   eps: float = 1e-8, padding='SAME') -> jax.Array:
   """StyleGAN2 eqs. 1 and 3: x [B, H, W, I], weight [k, k, I, O], styles s [B, I] ->
-  conv(x, w''_b) for w'_b = s_b w and w''_b = w'_b / sqrt(sum over (k, k, I) of w'_b^2 + eps)."""
-  y = _conv(x * styles[:, None, None, :].astype(x.dtype), weight)
+  conv(x, w''_b) for w'_b = s_b w and w''_b = w'_b / sqrt(sum over (k, k, I) of w'_b^2 + eps).
+  `padding` is lax's (StyleGAN3 pads by k - 1 on each side: the full convolution)."""
+  y = _conv(x * styles[:, None, None, :].astype(x.dtype), weight, padding=padding)
   if demodulate:
     # sum_{k,i} (s_i w_kio)^2 = sum_i s_i^2 sum_k w_kio^2
     w2 = jnp.sum(jnp.square(weight), axis=(0, 1))  # [I, O]
     d = jax.lax.rsqrt(jnp.square(styles) @ w2 + eps)  # [B, O]
     y = y * d[:, None, None, :]
   return y
+
+
+class FourierFeatures(nn.Module):
+  """StyleGAN3's synthesis input (Karras et al. 2021, arXiv:2106.12423, sec. 3.1 and appendix F):
+  `channels` sinusoids sin(2 pi (f_c . x + phi_c)) sampled on a `size` x `size` grid at
+  `sampling_rate` samples per unit (the image spans one unit), frequencies drawn once in the disc
+  of radius `bandwidth` and phases in [-1/2, 1/2) (fixed, in the 'stats' collection), then mixed by
+  a learned C x C matrix. An affine map of w gives a rotation (r_c, r_s), normalised, and a
+  translation (t_x, t_y) (initialised to the identity: weights 0, bias (1, 0, 0, 0)); `transform`
+  ([3, 3] or [B, 3, 3], the inverse of the wanted image transform, identity by default) is applied
+  after them. Amplitudes fade to 0 between `bandwidth` and sampling_rate / 2 so a rotated or scaled
+  input stays below Nyquist."""
+  channels: int
+  size: int
+  sampling_rate: float
+  bandwidth: float
+
+  @nn.compact
+  def __call__(self, w: jax.Array, transform: jax.Array | None = None) -> jax.Array:
+    c, b = self.channels, w.shape[0]
+
+    def init_freqs():
+      f = jax.random.normal(self.make_rng('params'), (c, 2))
+      r = jnp.sqrt(jnp.sum(jnp.square(f), axis=1, keepdims=True))
+      return f / (r * jnp.exp(jnp.square(r)) ** 0.25) * self.bandwidth
+
+    freqs = self.variable('stats', 'freqs', init_freqs).value
+    phases = self.variable('stats', 'phases',
+                           lambda: jax.random.uniform(self.make_rng('params'), (c,)) - 0.5).value
+    weight = self.param('kernel', nn.initializers.normal(1.0), (c, c))
+    t = EqualDense(4, weight_init=0.0, bias_init=(1.0, 0.0, 0.0, 0.0), name='affine')(w)
+    t = t / jnp.sqrt(jnp.sum(jnp.square(t[:, :2]), axis=1, keepdims=True))
+    zeros, ones = jnp.zeros((b,)), jnp.ones((b,))
+    rotate = jnp.stack([jnp.stack([t[:, 0], -t[:, 1], zeros], -1),
+                        jnp.stack([t[:, 1], t[:, 0], zeros], -1),
+                        jnp.stack([zeros, zeros, ones], -1)], axis=1)
+    translate = jnp.stack([jnp.stack([ones, zeros, -t[:, 2]], -1),
+                           jnp.stack([zeros, ones, -t[:, 3]], -1),
+                           jnp.stack([zeros, zeros, ones], -1)], axis=1)
+    user = jnp.eye(3) if transform is None else transform
+    m = rotate @ translate @ jnp.broadcast_to(user, (b, 3, 3))
+    phases = phases + jnp.einsum('cd,bd->bc', freqs, m[:, :2, 2])
+    freqs = jnp.einsum('cd,bde->bce', freqs, m[:, :2, :2])  # [B, C, 2]
+    amplitudes = jnp.clip(1 - (jnp.sqrt(jnp.sum(jnp.square(freqs), -1)) - self.bandwidth)
+                          / (self.sampling_rate / 2 - self.bandwidth), 0, 1)
+    # Pixel centres, as torch's affine_grid(align_corners=False) scaled by size / (2 rate).
+    grid = (np.arange(self.size) + 0.5 - self.size / 2) / self.sampling_rate
+    x = (grid[None, None, :, None] * freqs[:, None, None, :, 0]
+         + grid[None, :, None, None] * freqs[:, None, None, :, 1] + phases[:, None, None, :])
+    x = jnp.sin(2 * np.pi * x) * amplitudes[:, None, None, :]
+    return x @ (weight / np.sqrt(c))

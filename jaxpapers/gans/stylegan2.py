@@ -29,6 +29,11 @@ that configuration (its `cfg=stylegan2`), as that code's structure and per-layer
 (mapping.fc* 262,656; b4.conv1 2,622,465 = affine 262,656 + weight 2,359,296 + bias 512 + noise
 strength 1; b4.torgb 264,195); `reference_counts` spells the closed form out.
 
+`fourier_input=True` replaces the constant by StyleGAN3's Fourier features (`style_layers.
+FourierFeatures`, 4x4 samples at 4 per image, bandwidth 1.5): StyleGAN3's configuration B
+(arXiv:2106.12423, sec. 3.1), which gives StyleGAN2 a continuous input that `synthesize(ws,
+transform)` can translate, so the EQ-T metric applies to it (scripts/eq_t.py).
+
 Departures: the upsampling convolution is zero insertion + FIR filter (gain 4) followed by the 3x3
 modulated convolution, where the reference uses a transposed stride-2 convolution followed by the
 filter: both are linear shift-invariant maps of the same parameters and agree away from the border.
@@ -47,8 +52,9 @@ import numpy as np
 
 from jaxpapers import zoo
 from jaxpapers.gans.gan import z_input
-from jaxpapers.gans.style_layers import (EqualConv, EqualDense, lrelu, minibatch_stddev,
-                                         modulated_conv, pixel_norm, setup_filter, upsample2d)
+from jaxpapers.gans.style_layers import (EqualConv, EqualDense, FourierFeatures, lrelu,
+                                         minibatch_stddev, modulated_conv, pixel_norm, setup_filter,
+                                         upsample2d)
 
 _PAPER = ('Analyzing and Improving the Image Quality of StyleGAN (Karras et al. 2019, '
           'arXiv:1912.04958)')
@@ -57,6 +63,9 @@ R1_INTERVAL = 16
 PL_INTERVAL = 4
 PL_WEIGHT = 2.0
 PL_DECAY = 0.01
+# The Fourier-feature input's bandwidth when it replaces the 4x4 constant (below the grid's Nyquist
+# rate of 2 cycles per image, where StyleGAN3's amplitude fade-out would divide by zero).
+FOURIER_BANDWIDTH = 1.5
 
 
 def channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
@@ -135,17 +144,23 @@ class SynthesisNetwork(nn.Module):
   channels: int = 3
   channel_base: int = 32768
   channel_max: int = 512
+  fourier_input: bool = False
 
   @property
   def num_ws(self) -> int:
     return 2 * (log2(self.resolution) - 1)
 
   @nn.compact
-  def __call__(self, ws: jax.Array) -> jax.Array:
+  def __call__(self, ws: jax.Array, transform: jax.Array | None = None) -> jax.Array:
     f = setup_filter()
     width = channels_at(4, self.channel_base, self.channel_max)
-    const = self.param('const', nn.initializers.normal(1.0), (4, 4, width))
-    x = jnp.broadcast_to(const, (ws.shape[0], 4, 4, width))
+    if self.fourier_input:
+      x = FourierFeatures(width, 4, 4.0, FOURIER_BANDWIDTH, name='input')(ws[:, 0], transform)
+    else:
+      if transform is not None:
+        raise ValueError('a transform moves the Fourier-feature input only (fourier_input=True)')
+      const = self.param('const', nn.initializers.normal(1.0), (4, 4, width))
+      x = jnp.broadcast_to(const, (ws.shape[0], 4, 4, width))
     x = SynthesisLayer(width, name='b4_conv1')(x, ws[:, 0])
     img = ToRGB(self.channels, name='b4_torgb')(x, ws[:, 1])
     for i in range(1, log2(self.resolution) - 1):
@@ -169,11 +184,13 @@ class Generator(nn.Module):
   mapping_layers: int = 8
   channel_base: int = 32768
   channel_max: int = 512
+  fourier_input: bool = False
 
   def setup(self):
     self.mapping = MappingNetwork(w_dim=self.w_dim, num_layers=self.mapping_layers)
     self.synthesis = SynthesisNetwork(resolution=self.resolution, channels=self.channels,
-                                      channel_base=self.channel_base, channel_max=self.channel_max)
+                                      channel_base=self.channel_base, channel_max=self.channel_max,
+                                      fourier_input=self.fourier_input)
 
   @property
   def num_ws(self) -> int:
@@ -191,8 +208,8 @@ class Generator(nn.Module):
     w_avg = self.mapping.variables['stats']['w_avg']
     return w_avg + truncation_psi * (ws - w_avg)
 
-  def synthesize(self, ws: jax.Array) -> jax.Array:
-    return self.synthesis(ws)
+  def synthesize(self, ws: jax.Array, transform: jax.Array | None = None) -> jax.Array:
+    return self.synthesis(ws, transform)
 
   def __call__(self, z: jax.Array, truncation_psi: float = 1.0, update_w_avg: bool = False,
                train: bool = False) -> jax.Array:

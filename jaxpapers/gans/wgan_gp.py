@@ -18,6 +18,9 @@ The penalty's gradient is of the sum of the critic's scores over the batch with 
 interpolates: without cross-example terms, row i of that gradient is grad_x D(x^_i). The critic is
 then differentiated through that gradient (double backpropagation), which JAX's `jax.grad` of a
 function calling `jax.grad` gives directly.
+
+ProGAN trains with this loss plus a drift term epsilon_drift E[D(x)^2], epsilon_drift = 0.001
+(its appendix A.1), `critic_loss(..., drift_weight=DRIFT_WEIGHT)`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from jaxpapers.gans import dcgan
 _PAPER = 'Improved Training of Wasserstein GANs (Gulrajani et al. 2017, arXiv:1704.00028)'
 
 GP_WEIGHT = 10.0  # lambda of Algorithm 1
+# ProGAN (Karras et al. 2017, arXiv:1710.10196, appendix A.1): epsilon_drift, keeping the critic's
+# real scores near 0.
+DRIFT_WEIGHT = 0.001
 
 
 def interpolates(real: jax.Array, fake: jax.Array, key: jax.Array) -> jax.Array:
@@ -56,9 +62,11 @@ def gradient_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array, 
 
 
 def critic_loss(real_scores: jax.Array, fake_scores: jax.Array, penalty: jax.Array,
-                gp_weight: float = GP_WEIGHT) -> jax.Array:
-  """E[D(x~)] - E[D(x)] + lambda * penalty (Algorithm 1, line 7, averaged over the batch)."""
-  return jnp.mean(fake_scores) - jnp.mean(real_scores) + gp_weight * penalty
+                gp_weight: float = GP_WEIGHT, drift_weight: float = 0.0) -> jax.Array:
+  """E[D(x~)] - E[D(x)] + lambda * penalty (Algorithm 1, line 7, averaged over the batch), plus
+  ProGAN's drift term drift_weight * E[D(x)^2] on the real scores (`DRIFT_WEIGHT`)."""
+  drift = drift_weight * jnp.mean(jnp.square(real_scores))
+  return jnp.mean(fake_scores) - jnp.mean(real_scores) + gp_weight * penalty + drift
 
 
 def generator_loss(fake_scores: jax.Array) -> jax.Array:
