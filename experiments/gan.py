@@ -61,6 +61,22 @@ def to_unit_range(images: jax.Array) -> jax.Array:
   return jnp.clip((images + 1.0) / 2.0, 0.0, 1.0)
 
 
+def prepare_quality_classifiers(config) -> None:
+  """Trains each `sample_quality` classifier of `config.evals` whose workdir holds no run yet, with
+  the classify preset named as its zoo model (digits_cnn, shapes_cnn)."""
+  for name, entry in (config.get('evals') or {}).items():
+    if entry.get('type') == 'sample_quality':
+      if not entry.get('classifier_workdir'):
+        raise ConfigError(f'config.evals.{name}.classifier_workdir is empty')
+      checkpointer = checkpoint.Checkpointer(entry.classifier_workdir)
+      trained = checkpointer.latest_step() is not None
+      checkpointer.close()
+      if not trained:
+        classify.trained_classifier(entry.classifier_workdir,
+                                    entry.get('classifier_model', 'digits_cnn'),
+                                    config.data.data_dir)
+
+
 class GAN(Experiment):
 
   def __init__(self, config, mesh):
@@ -84,22 +100,7 @@ class GAN(Experiment):
     self.z_dim = self.generator.z_dim
     self.generator_tx = optim.make_optimizer(config.optim.generator, config.train.steps)
     self.discriminator_tx = optim.make_optimizer(config.optim.discriminator, config.train.steps)
-    self._prepare_classifiers()
-
-  def _prepare_classifiers(self):
-    """Trains each `sample_quality` classifier whose workdir holds no run yet, with the classify
-    preset named as its zoo model (digits_cnn, shapes_cnn)."""
-    for name, entry in (self.config.get('evals') or {}).items():
-      if entry.get('type') == 'sample_quality':
-        if not entry.get('classifier_workdir'):
-          raise ConfigError(f'config.evals.{name}.classifier_workdir is empty')
-        checkpointer = checkpoint.Checkpointer(entry.classifier_workdir)
-        trained = checkpointer.latest_step() is not None
-        checkpointer.close()
-        if not trained:
-          classify.trained_classifier(entry.classifier_workdir,
-                                      entry.get('classifier_model', 'digits_cnn'),
-                                      self.config.data.data_dir)
+    prepare_quality_classifiers(self.config)
 
   # The networks, called with labels only when the game is conditional.
 
