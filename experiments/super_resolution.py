@@ -96,7 +96,8 @@ class SuperResolution(Experiment):
                            if s.get('generator_init') else None)
     prepare_quality_classifiers(config)
     # Every eval pair (HR in [-1, 1], LR in [0, 1]) as arrays, for the image functions.
-    rows = [self.data.preprocess(row) if self.data.preprocess else row for row in self.data.eval]
+    rows = [self.data.preprocess(self.data.eval[i]) if self.data.preprocess else self.data.eval[i]
+            for i in range(len(self.data.eval))]
     self.eval_images = {k: np.stack([np.asarray(r[k]) for r in rows]) for k in ('image', 'low_res')}
 
   # The players.

@@ -80,7 +80,7 @@ def vgg19_bn_mini_shapes() -> ml_collections.ConfigDict:
   c = shapes_cnn()
   c.model.name = 'vgg19_bn_mini'
   c.data.augment.random_flip = True
-  c.train.update(steps=800, batch_size=64, eval_every=400, checkpoint_every=400)
+  c.train.update(steps=300, batch_size=32, log_every=50, eval_every=300, checkpoint_every=300)
   return c
 
 

@@ -1,5 +1,7 @@
 """SRResNet, the SRGAN discriminator, sub-pixel shuffle and Johnson's transformation network."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -35,12 +37,13 @@ def test_pixel_shuffle_matches_torch_semantics(r):
 def test_srresnet_upsamples_by_four():
   model = zoo.build('srresnet_x4_tiny')
   x = jax.random.uniform(jax.random.key(0), (2, 8, 32, 3))
-  variables = model.init(jax.random.key(1), x, train=False)
-  chex.assert_shape(model.apply(variables, x, train=False), (2, 32, 128, 3))
+  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(1), x)
+  apply = jax.jit(functools.partial(model.apply, train=False))
+  chex.assert_shape(apply(variables, x), (2, 32, 128, 3))
   # Output block (4 i .. 4 i + 3, 4 j .. 4 j + 3) is LR pixel (i, j)'s: changing that pixel moves
   # it, and moves nothing beyond the receptive field (13 LR pixels for the tiny preset's layers).
-  y = model.apply(variables, x.at[:, 0, 0].add(1.0), train=False)
-  changed = np.abs(np.asarray(y - model.apply(variables, x, train=False))).max(axis=(0, 3)) > 0
+  y = apply(variables, x.at[:, 0, 0].add(1.0))
+  changed = np.abs(np.asarray(y - apply(variables, x))).max(axis=(0, 3)) > 0
   assert changed[:4, :4].all() and not changed[:, 4 * 14:].any()
 
 
@@ -57,8 +60,9 @@ def test_prelu_slopes():
 def test_discriminator_gives_one_logit_per_image():
   model = zoo.build('srgan_discriminator_tiny')
   x = jnp.zeros((3, 32, 32, 3))
-  variables = model.init(jax.random.key(0), x, train=False)
-  logits, updated = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), x)
+  logits, updated = jax.jit(functools.partial(model.apply, train=True, mutable=['batch_stats']))(
+      variables, x)
   chex.assert_shape(logits, (3,))
   assert set(updated) == {'batch_stats'}
   # Fig. 4's four stride-2 layers: 32 -> 2, so the dense layer sees 2 x 2 x 8f features.
@@ -68,12 +72,12 @@ def test_discriminator_gives_one_logit_per_image():
 def test_transform_net_keeps_size_and_range():
   model = zoo.build('johnson_transform_tiny')
   x = jax.random.uniform(jax.random.key(0), (2, 16, 24, 3))
-  variables = model.init(jax.random.key(1), x)
-  y = model.apply(variables, x)
+  variables = jax.jit(model.init)(jax.random.key(1), x)
+  y = jax.jit(model.apply)(variables, x)
   chex.assert_shape(y, x.shape)
   assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
   # Instance norm: each image is normalised alone, so a batch-mate does not change an output.
-  alone = model.apply(variables, x[:1])
+  alone = jax.jit(model.apply)(variables, x[:1])
   chex.assert_trees_all_close(alone, y[:1], atol=1e-5)
 
 

@@ -68,14 +68,15 @@ def test_total_variation_is_zero_on_flat_images_only():
 @pytest.fixture(scope='module')
 def vgg():
   model = zoo.build('vgg19_bn_mini')
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 3)), train=False))(
+      jax.random.key(0))
   return model, variables
 
 
 def test_feature_extractor_names_vgg19_layers(vgg):
   model, variables = vgg
   layers = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1', 'relu4_2', 'relu5_1', 'relu5_4')
-  features = perceptual.FeatureExtractor(model, layers)(variables, jnp.zeros((2, 32, 32, 3)))
+  features = jax.jit(perceptual.FeatureExtractor(model, layers))(variables, jnp.zeros((2, 32, 32, 3)))
   widths = {1: 16, 2: 32, 3: 64, 4: 128, 5: 128}
   for name in layers:
     block = int(name[4])
@@ -91,12 +92,12 @@ def test_gatys_style_loss_zero_for_the_style_image_positive_otherwise(vgg):
   keys = jax.random.split(jax.random.key(7), 2)
   content, style = (jax.random.uniform(k, (1, 32, 32, 3)) for k in keys)
   objective = gatys.GatysObjective(model, variables, content, style)
-  _, at_style = objective(style)
-  _, at_content = objective(content)
+  _, at_style = jax.jit(objective)(style)
+  _, at_content = jax.jit(objective)(content)
   assert at_style['style_loss'] < 1e-6 * at_content['style_loss']
   assert at_content['content_loss'] == 0.0
   assert at_content['style_loss'] > 0 and at_style['content_loss'] > 0
   # The loss falls along its negative gradient (what the optimisation relies on).
   image = gatys.initial_image(content, 'noise', jax.random.key(8))
-  loss, grad = jax.value_and_grad(lambda x: objective(x)[0])(image)
-  assert objective(image - 1e-3 * grad / jnp.abs(grad).max())[0] < loss
+  loss, grad = jax.jit(jax.value_and_grad(lambda x: objective(x)[0]))(image)
+  assert jax.jit(objective)(image - 1e-3 * grad / jnp.abs(grad).max())[0] < loss
