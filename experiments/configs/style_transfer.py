@@ -29,8 +29,12 @@ def gatys() -> ml_collections.ConfigDict:
       method='gatys',  # gatys | johnson
       content='china', height=128, style_seed=0,
       init='content',  # content | noise (Gatys et al.'s 2016 paper starts from white noise)
-      gatys_content_weight=1e-3, gatys_style_weight=1.0,  # alpha, beta (eq. 7)
-      johnson_content_weight=1.0, johnson_style_weight=5.0, tv_weight=1e-6,  # fast-neural-style's
+      # alpha, beta (eq. 7): the paper's alpha / beta is 1e-3 on ImageNet VGG-19; 1e-2 balances the two
+      # losses on the offline loss network (WORKSPACE.md)
+      gatys_content_weight=1e-2, gatys_style_weight=1.0,
+      # Johnson's weights: feature loss 1, style 1 (fast-neural-style's 5 is for its Gram MSE, a
+      # mean over C^2 entries; here the paper's squared Frobenius norm), TV 1e-5 (images in [0, 1])
+      johnson_content_weight=1.0, johnson_style_weight=1.0, tv_weight=1e-5,
       train_photograph='flower', num_crops=512, crop_size=64,  # Johnson's content images
   ))
   c.network = ml_collections.ConfigDict(dict(name='johnson_transform'))
@@ -41,7 +45,9 @@ def gatys() -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict(dict(name='lbfgs', memory_size=10, learning_rate=1.0,
                                            schedule='constant', warmup_steps=0))
   c.evals = ml_collections.ConfigDict(dict(
-      stylised=dict(type='sample_grid', fn='stylised', num_images=3, num_rows=1, seed=0, scale=2)))
+      stylised=dict(type='sample_grid', fn='stylised', num_images=3, num_rows=1, seed=0, scale=2),
+      curves=dict(type='training_curves', metrics=('content_loss', 'style_loss', 'loss'),
+                  log_scale=('content_loss', 'style_loss', 'loss'))))
   c.train = ml_collections.ConfigDict(dict(
       steps=100, batch_size=1, log_every=10, eval_every=100, checkpoint_every=100, max_to_keep=1))
   return c
@@ -68,6 +74,7 @@ def _tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.style.update(height=32, num_crops=16, crop_size=16)
   c.perceptual.train_preset = ''  # tests save a loss network to perceptual.init_from
   c.network.name = 'johnson_transform_tiny'
+  del c.evals['curves']
   c.train.update(steps=2, batch_size=8, log_every=1, eval_every=2, checkpoint_every=2)
   return c
 

@@ -61,7 +61,7 @@ def srresnet_mse() -> ml_collections.ConfigDict:
       quality_high_res=_quality('high_res'),
   ))
   c.train = ml_collections.ConfigDict(dict(
-      steps=1500, batch_size=16, log_every=100, eval_every=1500, checkpoint_every=500,
+      steps=1000, batch_size=16, log_every=100, eval_every=1000, checkpoint_every=500,
       max_to_keep=2))
   return c
 
@@ -69,7 +69,7 @@ def srresnet_mse() -> ml_collections.ConfigDict:
 def srgan() -> ml_collections.ConfigDict:
   c = srresnet_mse()
   c.sr.update(content='vgg', adversarial_weight=1e-3, generator_init='runs/srresnet_mse')
-  c.train.steps = 1000
+  c.train.update(steps=500, eval_every=500)
   return c
 
 
