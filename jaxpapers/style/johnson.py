@@ -16,8 +16,11 @@ paper's first layout: instance normalisation (Ulyanov et al. 2016, arXiv:1607.08
 batch normalisation, and reflection padding inside every convolution so each layer keeps its size,
 instead of one 40-pixel reflection pad of the input with unpadded 3x3 convolutions in the residual
 blocks. The transposed convolutions are torch's ConvTranspose2d(k=3, s=2, padding=1,
-output_padding=1) (`jaxpapers.nn.conv_transpose`). The loss network is the zoo's VGG-19 layout
-(relu1_2 ... relu4_3 exist in VGG-19 as in VGG-16).
+output_padding=1) (`jaxpapers.nn.conv_transpose`); `upsampling='nearest'` is PyTorch's
+examples/fast_neural_style's nearest-neighbour x2 then a 3x3 convolution (the "resize-convolution"
+of Odena et al. 2016, which avoids the checkerboard patterns of stride-2 transposed convolutions:
+the offline johnson run showed them with the paper's layers, WORKSPACE.md). The loss network is
+the zoo's VGG-19 layout (relu1_2 ... relu4_3 exist in VGG-19 as in VGG-16).
 
 Parameter count of `johnson_transform`: 1,679,235, equal to PyTorch's examples/fast_neural_style
 TransformerNet (which upsamples by nearest-neighbour then a 3x3 convolution: the same parameters as
@@ -55,6 +58,7 @@ class TransformNet(nn.Module):
   """Images [B, H, W, 3] in [0, 1] (H, W multiples of 4) -> stylised images in [0, 1]."""
   widths: tuple[int, int, int] = (32, 64, 128)
   num_residual: int = 5
+  upsampling: str = 'transposed'  # the paper's | 'nearest': x2 nearest-neighbour, then a 3x3 conv
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -66,7 +70,13 @@ class TransformNet(nn.Module):
     for i in range(self.num_residual):
       x = ResidualBlock(w3, name=f'residual_{i}')(x)
     for i, width in enumerate((w2, w1)):
-      x = ConvTranspose(width, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)), name=f'up{i + 1}')(x)
+      if self.upsampling == 'transposed':
+        x = ConvTranspose(width, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
+                          name=f'up{i + 1}')(x)
+      elif self.upsampling == 'nearest':
+        x = reflect_conv(x.repeat(2, axis=1).repeat(2, axis=2), width, 3, 1, f'up{i + 1}')
+      else:
+        raise ValueError(f'upsampling={self.upsampling!r}; valid: transposed, nearest')
       x = nn.relu(nn.InstanceNorm(name=f'norm_up{i + 1}')(x))
     x = reflect_conv(x, 3, 9, 1, 'conv_out')
     return (jnp.tanh(x) + 1.0) / 2.0
