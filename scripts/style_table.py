@@ -4,7 +4,7 @@
 
 Both runs' final evaluations (experiments/style_transfer.py) hold the same numbers: Gatys' and
 Johnson's losses of the result on the test photograph. Time per image: for Gatys, the optimisation
-itself (the sum over log windows of steps / measured steps per second, compilation excluded); for
+itself (steps times the measured time per step, compilation excluded); for
 Johnson, one forward pass of the trained network on the photograph, measured here (jitted, after
 a warm-up call, median of `--repeats`).
 """
@@ -25,7 +25,7 @@ from jaxpapers.train import checkpoint, devices, metrics
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('gatys', 'runs/gatys', 'workdir of a finished style_transfer gatys run')
-flags.DEFINE_string('johnson', 'runs/johnson', 'workdir of a finished style_transfer johnson run')
+flags.DEFINE_list('johnson', ['runs/johnson'], 'workdirs of finished style_transfer johnson runs')
 flags.DEFINE_integer('repeats', 5, 'timed forward passes of the network')
 
 COLUMNS = ('gatys_content_loss', 'gatys_style_loss', 'gatys_total', 'johnson_content_loss',
@@ -38,10 +38,11 @@ def _results(workdir):
 
 
 def optimisation_seconds(workdir: str) -> float:
-  """Seconds the run spent in train steps: sum over log windows of steps / steps per second."""
+  """Seconds of the run's train steps: its step count times the mean time per step of the log
+  windows after the first (whose rate includes the compilation)."""
   steps, rates = metrics.read_history(workdir, 'train/')['steps_per_second']
-  windows = np.diff(np.concatenate([[0], steps]))
-  return float(np.sum(windows / rates))
+  windows = np.diff(np.concatenate([[0], steps]))[1:]
+  return float(steps[-1] * np.sum(windows / rates[1:]) / np.sum(windows))
 
 
 def network_seconds(workdir: str, repeats: int) -> float:
@@ -63,9 +64,9 @@ def network_seconds(workdir: str, repeats: int) -> float:
 
 def main(argv):
   del argv
-  rows = {'Gatys (image optimisation)': (_results(FLAGS.gatys), optimisation_seconds(FLAGS.gatys)),
-          'Johnson (trained network)': (_results(FLAGS.johnson),
-                                        network_seconds(FLAGS.johnson, FLAGS.repeats))}
+  rows = {f'Gatys, {FLAGS.gatys}': (_results(FLAGS.gatys), optimisation_seconds(FLAGS.gatys))}
+  for workdir in FLAGS.johnson:
+    rows[f'Johnson, {workdir}'] = (_results(workdir), network_seconds(workdir, FLAGS.repeats))
   print('| method | steps | ' + ' | '.join(COLUMNS) + ' | seconds per image |')
   print('|---' * (len(COLUMNS) + 3) + '|')
   for name, (results, seconds) in rows.items():

@@ -69,7 +69,7 @@ def johnson() -> ml_collections.ConfigDict:
   c.network.upsampling = 'nearest'
   c.optim = ml_collections.ConfigDict(dict(name='adam', learning_rate=1e-3, schedule='constant',
                                            warmup_steps=0))
-  c.train.update(steps=600, batch_size=4, log_every=50, eval_every=300, checkpoint_every=300)
+  c.train.update(steps=300, batch_size=4, log_every=50, eval_every=300, checkpoint_every=300)
   return c
 
 

@@ -69,7 +69,7 @@ def srresnet_mse() -> ml_collections.ConfigDict:
 def srgan() -> ml_collections.ConfigDict:
   c = srresnet_mse()
   c.sr.update(content='vgg', adversarial_weight=1e-3, generator_init='runs/srresnet_mse')
-  c.train.update(steps=500, eval_every=500)
+  c.train.update(steps=300, eval_every=300)
   return c
 
 
