@@ -6,9 +6,9 @@ Presets:
            beta L_style over relu1_1 ... relu5_1 (w_l = 1/5) and relu4_2, with average pooling
   gatys_adam  the same objective with Adam (learning rate 0.02): the common alternative
   johnson  Johnson et al. 2016: the transformation network (`johnson_transform`, 1.68 M
-           parameters, with resize-convolutions for upsampling: `network.upsampling=transposed`
-           gives the paper's layers) trained with Adam(1e-3), batch 4, on 64x64 crops of the other
-           photograph ('flower') and tested on 'china'
+           parameters, the paper's transposed convolutions; `network.upsampling=nearest` gives
+           resize-convolutions, not yet measured) trained with Adam(1e-3), batch 4, 600 steps, on
+           64x64 crops of the other photograph ('flower') and tested on 'china'
   tiny_gatys, tiny_johnson  a few steps at a small size, for tests
 
 Weights: the paper's alpha / beta = 1e-3 (for ImageNet VGG-19 features) is kept as the default of
@@ -34,8 +34,8 @@ def gatys() -> ml_collections.ConfigDict:
       # losses on the offline loss network (WORKSPACE.md)
       gatys_content_weight=1e-2, gatys_style_weight=1.0,
       # Johnson's weights: feature loss 1, style 1 (fast-neural-style's 5 is for its Gram MSE, a
-      # mean over C^2 entries; here the paper's squared Frobenius norm), TV 1e-4 (images in [0, 1])
-      johnson_content_weight=1.0, johnson_style_weight=1.0, tv_weight=1e-4,
+      # mean over C^2 entries; here the paper's squared Frobenius norm), TV 1e-5 (images in [0, 1])
+      johnson_content_weight=1.0, johnson_style_weight=1.0, tv_weight=1e-5,
       train_photograph='flower', num_crops=512, crop_size=64,  # Johnson's content images
   ))
   c.network = ml_collections.ConfigDict(dict(name='johnson_transform'))
@@ -65,11 +65,9 @@ def gatys_adam() -> ml_collections.ConfigDict:
 def johnson() -> ml_collections.ConfigDict:
   c = gatys()
   c.style.method = 'johnson'
-  # Resize-convolutions: the paper's transposed convolutions left checkerboards (WORKSPACE.md).
-  c.network.upsampling = 'nearest'
   c.optim = ml_collections.ConfigDict(dict(name='adam', learning_rate=1e-3, schedule='constant',
                                            warmup_steps=0))
-  c.train.update(steps=300, batch_size=4, log_every=50, eval_every=300, checkpoint_every=300)
+  c.train.update(steps=600, batch_size=4, log_every=50, eval_every=300, checkpoint_every=300)
   return c
 
 

@@ -18,7 +18,7 @@ instead of one 40-pixel reflection pad of the input with unpadded 3x3 convolutio
 blocks. The transposed convolutions are torch's ConvTranspose2d(k=3, s=2, padding=1,
 output_padding=1) (`jaxpapers.nn.conv_transpose`); `upsampling='nearest'` is PyTorch's
 examples/fast_neural_style's nearest-neighbour x2 then a 3x3 convolution (the "resize-convolution"
-of Odena et al. 2016, which avoids the checkerboard patterns of stride-2 transposed convolutions:
+of Odena et al. 2016, which avoids the checkerboard patterns of stride-2 transposed convolutions;
 the offline johnson run showed them with the paper's layers, WORKSPACE.md). The loss network is
 the zoo's VGG-19 layout (relu1_2 ... relu4_3 exist in VGG-19 as in VGG-16).
 
