@@ -62,9 +62,8 @@ def to_unit_range(images: jax.Array) -> jax.Array:
 
 
 def prepare_quality_classifiers(config) -> None:
-  """Trains each `sample_quality` evaluator's classifier (config.evals.*) whose workdir holds no
-  run yet, with the classify preset named as its zoo model (digits_cnn, shapes_cnn). Every GAN
-  experiment (this one, experiments/stylegan2.py) calls it before training."""
+  """Trains each `sample_quality` classifier of `config.evals` whose workdir holds no run yet, with
+  the classify preset named as its zoo model (digits_cnn, shapes_cnn)."""
   for name, entry in (config.get('evals') or {}).items():
     if entry.get('type') == 'sample_quality':
       if not entry.get('classifier_workdir'):
@@ -101,7 +100,7 @@ class GAN(Experiment):
     self.z_dim = self.generator.z_dim
     self.generator_tx = optim.make_optimizer(config.optim.generator, config.train.steps)
     self.discriminator_tx = optim.make_optimizer(config.optim.discriminator, config.train.steps)
-    prepare_quality_classifiers(config)
+    prepare_quality_classifiers(self.config)
 
   # The networks, called with labels only when the game is conditional.
 

@@ -66,6 +66,8 @@ MODEL_MODULES = (
     'jaxpapers.recurrent.fast_weights',
     'jaxpapers.recurrent.mann',
     'jaxpapers.selfsup.encoders',
+    'jaxpapers.style.johnson',
+    'jaxpapers.style.srgan',
     'jaxpapers.transformers.bert',
     'jaxpapers.transformers.gpt',
     'jaxpapers.transformers.transformer',

@@ -5,6 +5,10 @@ Presets:
   digits_mlp  a one-hidden-layer MLP on the same data
   digits_vit  a 4-layer ViT (2x2 patches) on the same data
   shapes_cnn  the same convnet on the 32x32 shapes_captions images, predicting their `shape`
+  vgg19_bn_mini_shapes
+              VGG-19's layout at a quarter width (`vgg19_bn_mini`) on the same task: the offline
+              loss network of the perceptual losses (experiments/style_transfer.py,
+              super_resolution.py), standing in for ImageNet VGG-19
   tiny        a few steps of the MLP, for tests
   cifar10_resnet20, cifar10_resnet56, cifar10_wrn_28_10
               the papers' CIFAR-10 recipes (TFDS `cifar10`, prepared in array_record), for a
@@ -70,6 +74,16 @@ def shapes_cnn() -> ml_collections.ConfigDict:
   return c
 
 
+def vgg19_bn_mini_shapes() -> ml_collections.ConfigDict:
+  """The loss network of the offline style-transfer and super-resolution runs (no ImageNet VGG-19
+  can be downloaded here): 16 3x3 convolutions learn colour, edge and shape features."""
+  c = shapes_cnn()
+  c.model.name = 'vgg19_bn_mini'
+  c.data.augment.random_flip = True
+  c.train.update(steps=300, batch_size=32, log_every=50, eval_every=300, checkpoint_every=300)
+  return c
+
+
 def tiny() -> ml_collections.ConfigDict:
   c = digits_mlp()
   c.optim.warmup_steps = 2
@@ -116,7 +130,8 @@ def cifar10_wrn_28_10() -> ml_collections.ConfigDict:
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   return select(preset, {'digits_cnn': base, 'digits_mlp': digits_mlp, 'digits_vit': digits_vit,
-                          'shapes_cnn': shapes_cnn, 'tiny': tiny,
+                          'shapes_cnn': shapes_cnn, 'vgg19_bn_mini_shapes': vgg19_bn_mini_shapes,
+                          'tiny': tiny,
                           'cifar10_resnet20': lambda: cifar10('resnet20'),
                           'cifar10_resnet56': lambda: cifar10('resnet56'),
                           'cifar10_wrn_28_10': cifar10_wrn_28_10},

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxpapers.data import digits, font_glyphs, moving_shapes, scenes, shapes_captions
+from jaxpapers.data import digits, font_glyphs, moving_shapes, scenes, shapes_captions, style_images
 from jaxpapers.errors import ConfigError, DatasetNotFoundError
 
 Example = dict[str, Any]
@@ -177,6 +177,7 @@ PREPROCESSORS: dict[str, Callable[[Mapping[str, Any]], Example]] = {
     'image_classification': image_classification_preprocess,
     'image_generation': image_generation_preprocess,
     'segmentation': segmentation_preprocess,
+    'super_resolution_x4': style_images.super_resolution_preprocess,
 }
 
 

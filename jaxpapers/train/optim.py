@@ -1,10 +1,14 @@
 """Optimisers and learning-rate schedules built from a config, shared by every experiment; the
 momentum schedule of target networks (`ema_momentum_schedule`).
 
-config fields: name (sgd | momentum | adam | adamw), learning_rate, schedule (constant | cosine |
+config fields: name (sgd | momentum | adam | adamw | lbfgs), learning_rate, schedule (constant | cosine |
 warmup_rsqrt | step), warmup_steps, weight_decay, momentum, b1, b2, eps, grad_clip_norm (0 = off);
 for `step`, decay_boundaries (steps at which the rate is multiplied by decay_factor, the classic
 convnet recipes: ResNet divides by 10 at 32k and 48k iterations).
+`lbfgs` (optax's, with its zoom line search choosing the step, so `learning_rate` is unused;
+`memory_size` pairs, default 10) is for deterministic objectives such as Gatys et al.'s image
+optimisation: its `update` needs `value`, `grad` and `value_fn` keyword arguments, which the other
+optimisers accept and ignore.
 Weight decay is decoupled (Loshchilov & Hutter 2019, arXiv:1711.05101) and, as in CLIP and most
 modern recipes, not applied to biases and normalisation gains: only to parameters with 2+ dimensions.
 """
@@ -19,7 +23,7 @@ import optax
 
 from jaxpapers.errors import ConfigError
 
-OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adamw')
+OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adamw', 'lbfgs')
 SCHEDULES = ('constant', 'cosine', 'warmup_rsqrt', 'step')
 
 
@@ -69,6 +73,8 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
   elif config.name == 'adamw':
     tx = optax.adamw(schedule, b1=config.get('b1', 0.9), b2=config.get('b2', 0.999),
                      eps=config.get('eps', 1e-8), weight_decay=config.weight_decay, mask=decay_mask)
+  elif config.name == 'lbfgs':
+    tx = optax.lbfgs(memory_size=config.get('memory_size', 10))
   else:
     raise ConfigError(f'config.optim.name={config.name!r}; valid: {", ".join(OPTIMIZERS)}')
   if config.name in ('sgd', 'momentum') and config.get('weight_decay', 0.0):
