@@ -16,8 +16,7 @@ _TINY = detr.DETRConfig(num_classes=3, num_queries=6, d_model=16, num_heads=2, d
 def test_outputs_of_every_decoder_layer_and_boxes_in_the_unit_square():
   model = detr.DETR(_TINY)
   images = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
-  variables = jax.jit(model.init)(jax.random.key(1), images)
-  out = jax.jit(model.apply)(variables, images)
+  out, variables = jax.jit(model.init_with_output)(jax.random.key(1), images)
   chex.assert_shape(out['logits'], (2, 2, 6, 4))  # layers, batch, queries, classes + no object
   chex.assert_shape(out['boxes'], (2, 2, 6, 4))
   assert (out['boxes'] > 0).all() and (out['boxes'] < 1).all()
