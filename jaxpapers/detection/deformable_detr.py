@@ -40,10 +40,10 @@ Su, Lu, Li, Wang, Dai 2020, arXiv:2010.04159), single-stage, without iterative b
 1024, 6 + 6 layers) has 40,122,785 parameters here. The count from layer sizes: the ResNet-50 trunk
 23,508,032 (with BN affine), input projections 5,639,168, level embeddings 1,024, encoder
 4,541,184, decoder 6,123,264, queries 153,600, reference-point projection 514, heads 23,387 +
-132,612. Hugging Face's `DeformableDetrForObjectDetection` (its default config = the paper's
-Deformable DETR) counts 40,069,665 parameters, the 53,120 BN scale and bias values fewer (buffers of
-its frozen batch norms), and 39,847,265 trainable (conv1 and layer1 frozen, 222,400); the paper's
-Table 1 rounds to 40M. Not here: two-stage Deformable DETR and iterative box refinement (both off
+132,612. Hugging Face's `DeformableDetrForObjectDetection` (its default config, the paper's
+Deformable DETR, with 91 labels and a ResNet-50 backbone; transformers 5.18.0, checked 2026-12-04)
+has 40,069,665 (`num_parameters()`), the 53,120 BN scale and bias values fewer (buffers of its
+frozen batch norms); the paper's Table 1 gives 40M. Not here: two-stage Deformable DETR and iterative box refinement (both off
 in the paper's base model), padding masks (images of a batch share one size, so the valid ratios
 are 1).
 """
@@ -281,8 +281,8 @@ zoo.register('deformable_detr_resnet50', lambda: DeformableDETR(),
              inputs=zoo.image_input(800, 800, 3), apply_kwargs={'train': False}, paper=_PAPER,
              reference_params=40_069_665 + 53_120,
              reference_source='Hugging Face DeformableDetrForObjectDetection (default config) '
-                              '40,069,665, plus the BN scale/bias (53,120, frozen-BN buffers '
-                              'there); the paper\'s Table 1: 40M')
+                              'num_parameters() 40,069,665, plus the BN scale/bias (53,120, '
+                              'frozen-BN buffers there); the paper\'s Table 1: 40M')
 # The 64x64 scenes set: ResNet-18's first three stages, levels C3 (8x8) and C4 (4x4) plus one
 # extra (2x2), d 128, 3 + 3 layers, 30 queries, no dropout, trainable batch norms.
 DEFORMABLE_DETR_SCENES = DeformableDETRConfig(

@@ -23,13 +23,15 @@ The model (sec. 3.2, Figure 2 and the supplementary's Figure 10 / appendix A.3):
   layer's output and `detr_loss` sums the Hungarian loss over layers, each matched on its own.
 
 `detr_resnet50` (COCO's 91 class ids, 100 queries, 6 + 6 layers, d 256, 8 heads, FFN 2048) has
-41,577,888 parameters here: the DETR repo's and Hugging Face's `facebook/detr-resnet-50` count of
-trainable parameters is 41,302,368 (the paper's 41M), which leaves out (a) the 222,400 weights of
-conv1 and layer1 that both freeze (`requires_grad=False`: the stem 9,408 plus layer1's 212,992)
-and (b) the 53,120 scale and bias values of the backbone's batch norms, buffers of their
-FrozenBatchNorm2d but parameters of flax's BatchNorm. 41,302,368 + 222,400 + 53,120 = 41,577,888;
-the transformer (17,363,456), input projection (524,544), queries (25,600) and heads (23,644 +
-132,612) add up to it with the ResNet-50 trunk (23,508,032 with BN affine).
+41,577,888 parameters here. Hugging Face's `DetrForObjectDetection` of the same configuration
+(transformers 5.18.0, ResNet-50 backbone, random weights) has 41,524,768 (`num_parameters()`;
+checked 2026-12-04): the 53,120 scale and bias values of the backbone's batch norms fewer, which
+are buffers of its frozen batch norms and parameters of flax's BatchNorm. The DETR repo's "number
+of params" (and `facebook/detr-resnet-50`'s trainable count), 41,302,368 (the paper's 41M, Table
+1), counts only parameters with `requires_grad`, leaving out the frozen conv1 and layer1 (9,408 +
+212,992 = 222,400): 41,524,768 - 222,400 (arithmetic, not run here). By parts: the ResNet-50 trunk
+23,508,032 (with BN affine), transformer 17,363,456, input projection 524,544, queries 25,600 and
+heads 23,644 + 132,612.
 
 Departures: no padding mask (the project's images of a batch share one size, so every pixel is
 valid); the FFN reuses the Transformer's `FeedForward` (no dropout between its two layers, where the
@@ -290,10 +292,10 @@ class DETR(nn.Module):
 _PAPER = 'End-to-End Object Detection with Transformers (Carion et al. 2020, arXiv:2005.12872)'
 zoo.register('detr_resnet50', lambda: DETR(), inputs=zoo.image_input(800, 800, 3),
              apply_kwargs={'train': False}, paper=_PAPER,
-             reference_params=41_302_368 + 222_400 + 53_120,
-             reference_source='DETR repo / Hugging Face facebook/detr-resnet-50: 41,302,368 '
-                              'trainable, plus the frozen conv1 + layer1 (222,400) and the BN '
-                              'scale/bias (53,120, FrozenBatchNorm2d buffers there); see docstring')
+             reference_params=41_524_768 + 53_120,
+             reference_source='Hugging Face DetrForObjectDetection num_parameters() 41,524,768, '
+                              'plus the BN scale/bias (53,120, frozen-BN buffers there); the DETR '
+                              'repo counts 41,302,368 trainable (see docstring)')
 # The 64x64 scenes set (5 classes, at most 4 objects): ResNet-18's first two stages (C3, stride 8:
 # 8x8 tokens; C5 would be 2x2), d 128, 3 + 3 layers, 20 queries, no dropout, trainable batch
 # norms (trained from scratch).

@@ -102,9 +102,9 @@ def test_detections_are_pixel_boxes_with_the_best_real_class():
   np.testing.assert_allclose(out[0, 0, 4], p[1], rtol=1e-5)
 
 
-def test_detr_resnet50_count_is_the_reference_trainable_count_plus_frozen_parts():
-  # The DETR repo / HF count 41,302,368 trainable parameters; see detr.py's docstring.
-  assert zoo.count_params('detr_resnet50') == 41_302_368 + 222_400 + 53_120
+def test_detr_resnet50_count_is_the_hugging_face_count_plus_the_batch_norm_affine():
+  # HF num_parameters() 41,524,768 = the DETR repo's trainable 41,302,368 + frozen conv1/layer1.
+  assert zoo.count_params('detr_resnet50') == 41_524_768 + 53_120 == 41_302_368 + 222_400 + 53_120
   variables = zoo.abstract_variables('detr_resnet50')
   transformer = sum(int(np.prod(x.shape)) for k, v in variables['params'].items()
                     if k.startswith(('encoder', 'decoder')) for x in jax.tree.leaves(v))
