@@ -43,9 +43,9 @@ Su, Lu, Li, Wang, Dai 2020, arXiv:2010.04159), single-stage, without iterative b
 132,612. Hugging Face's `DeformableDetrForObjectDetection` (its default config, the paper's
 Deformable DETR, with 91 labels and a ResNet-50 backbone; transformers 5.18.0, checked 2026-12-04)
 has 40,069,665 (`num_parameters()`), the 53,120 BN scale and bias values fewer (buffers of its
-frozen batch norms); the paper's Table 1 gives 40M. Not here: two-stage Deformable DETR and iterative box refinement (both off
-in the paper's base model), padding masks (images of a batch share one size, so the valid ratios
-are 1).
+frozen batch norms); the paper's Table 1 gives 40M. Not here: two-stage Deformable DETR and
+iterative box refinement (both off in the paper's base model), padding masks (images of a batch
+share one size, so the valid ratios are 1).
 """
 
 from __future__ import annotations

@@ -96,8 +96,8 @@ class Detection(Evaluator):
     c = self.config
     data = load_split(c['dataset'], c['split'], c['data_dir'], ('image', 'boxes', 'labels'))
     self.images = data['image'].astype(np.float32) / 255.0
-    self.gt = [{'boxes': b[l >= 0], 'labels': l[l >= 0]}
-               for b, l in zip(data['boxes'], data['labels'])]
+    self.gt = [{'boxes': boxes[labels >= 0], 'labels': labels[labels >= 0]}
+               for boxes, labels in zip(data['boxes'], data['labels'])]
 
   def __call__(self, state, step, writer):
     c = self.config
