@@ -1,6 +1,11 @@
-"""Hugging Face DETR with random weights, converted: the same class logits and boxes, of the last
-decoder layer and of the auxiliary ones. Runs under `make parity` (torch and transformers); skips
-without them.
+"""Hugging Face DETR with random weights, converted: the same class logits and boxes. Runs under
+`make parity` (torch and transformers); skips without them.
+
+Only the last decoder layer is compared, with HF's `auxiliary_loss=False`: with it on, HF's
+decoder (transformers 5.18.0) feeds each layer the LayerNorm-ed output of the previous one, where
+the authors' decoder (and this one) normalises only the copies sent to the heads, so HF's
+auxiliary outputs are not the paper's model. Found by comparing backbone, encoder and first
+decoder layer, which agree to float rounding.
 
 The HF model is built from a small config (its own ResNet backbone with basic blocks, no
 download); every weight and BN statistic is redrawn so that a misplaced one shows.
@@ -22,7 +27,7 @@ def test_converted_hf_detr_gives_the_same_logits_and_boxes():
   config = transformers.DetrConfig(
       backbone_config=backbone, num_labels=4, num_queries=7, d_model=32, encoder_layers=2,
       decoder_layers=2, encoder_ffn_dim=48, decoder_ffn_dim=48, encoder_attention_heads=4,
-      decoder_attention_heads=4, auxiliary_loss=True, dropout=0.0)
+      decoder_attention_heads=4, auxiliary_loss=False, dropout=0.0)
   hf = transformers.DetrForObjectDetection(config).eval()
   torch.manual_seed(0)
   with torch.no_grad():
@@ -41,7 +46,3 @@ def test_converted_hf_detr_gives_the_same_logits_and_boxes():
   ours = jax.jit(detr.DETR(ours_config).apply)(variables, images.transpose(0, 2, 3, 1))
   np.testing.assert_allclose(ours['logits'][-1], out.logits.numpy(), atol=1e-4, rtol=1e-4)
   np.testing.assert_allclose(ours['boxes'][-1], out.pred_boxes.numpy(), atol=1e-4, rtol=1e-4)
-  for layer, aux in enumerate(out.auxiliary_outputs):
-    np.testing.assert_allclose(ours['logits'][layer], aux['logits'].numpy(), atol=1e-4, rtol=1e-4)
-    np.testing.assert_allclose(ours['boxes'][layer], aux['pred_boxes'].numpy(), atol=1e-4,
-                               rtol=1e-4)
