@@ -47,6 +47,8 @@ MODEL_MODULES = (
     'jaxpapers.dense.fpn',
     'jaxpapers.dense.segnet',
     'jaxpapers.dense.unet',
+    'jaxpapers.detection.deformable_detr',
+    'jaxpapers.detection.detr',
     'jaxpapers.detection.ssd',
     'jaxpapers.diffusion.unet',
     'jaxpapers.distill.hinton',

@@ -172,12 +172,20 @@ def segmentation_preprocess(ex: Mapping[str, Any]) -> Example:
           'segmentation': np.asarray(ex['segmentation'], np.int32)}
 
 
+def detection_preprocess(ex: Mapping[str, Any]) -> Example:
+  """uint8 images -> float32 in [0, 1]; boxes (x0, y0, x1, y1 in pixels) and class labels (-1 for
+  padding) of a fixed number of object slots."""
+  return {'image': np.asarray(ex['image'], np.float32) / 255.0,
+          'boxes': np.asarray(ex['boxes'], np.float32), 'labels': np.asarray(ex['labels'], np.int32)}
+
+
 # What `config.data.preprocess` can name.
 PREPROCESSORS: dict[str, Callable[[Mapping[str, Any]], Example]] = {
     'image_classification': image_classification_preprocess,
     'image_generation': image_generation_preprocess,
     'segmentation': segmentation_preprocess,
     'super_resolution_x4': style_images.super_resolution_preprocess,
+    'detection': detection_preprocess,
 }
 
 

@@ -24,6 +24,14 @@ arXiv:1512.02325): default boxes, matching, hard negative mining and the MultiBo
   twice) giving 10x10, 5x5, 3x3, 1x1 maps; on each of the six maps a 3x3 convolution predicts, per
   default box, 1 + C class scores and 4 offsets. `ssd300_vgg16` (91 COCO classes with background,
   as torchvision's) has 35,641,826 parameters, torchvision's count.
+* Inference (sec. 3 "Data augmentation" / "Inference time"): per class, boxes above a confidence
+  of 0.01, non-maximum suppression at Jaccard overlap 0.45, the top 200 detections kept
+  (`detections`; here the `top_k` best (box, class) pairs are the candidates of the class-aware
+  suppression, default 100, COCO's maxDets).
+* `ssd_scenes`: the same network shrunk for 64x64 scenes: a VGG-like trunk of widths 32..128
+  (`SCENES_VGG`), conv4_3 at 8x8, fc6/fc7 of 256 channels at 4x4 and two extra stride-2 blocks
+  (2x2, 1x1): four maps, 372 default boxes, scales 0.1 then 0.25 to 0.85 (conv4_3 at 0.1 as
+  SSD300, the rest spaced as eq. 4) for objects of 8 to 35 pixels.
 Departures: default-box centres are the paper's (i + 0.5) / |f_k| (the Caffe model and torchvision
 use steps of 8, 16, 32, 64, 100, 300 pixels, slightly different); no data augmentation (sec. 2.2's
 patch sampling) lives here; the network's modules are not named as torchvision's (no converter).
@@ -47,6 +55,7 @@ from jaxpapers.detection import boxes as box_lib
 SSD300_MAPS = (38, 19, 10, 5, 3, 1)
 SSD300_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 SSD300_SCALES = tuple(s / 300 for s in (30, 60, 111, 162, 213, 264, 315))
+SCENES_VGG = (32, 'M', 64, 'M', 128, 128, 'M', 128, 128, 'M', 128, 128, 'M')
 
 
 def paper_scales(m: int, s_min: float = 0.2, s_max: float = 0.9) -> tuple[float, ...]:
@@ -121,6 +130,33 @@ def multibox_loss(class_logits: jax.Array, box_offsets: jax.Array, anchors: jax.
           'positives': n}
 
 
+def detections(class_logits: jax.Array, box_offsets: jax.Array, anchors: jax.Array,
+               image_size: Sequence[int], top_k: int = 100, score_threshold: float = 0.01,
+               iou_threshold: float = 0.45) -> jax.Array:
+  """Detections [B, top_k, 6] (x0, y0, x1, y1 in pixels, score, class index without background;
+  score 0 for suppressed rows) from logits [B, D, 1 + C] and offsets [B, D, 4]: the `top_k` best
+  (box, class) pairs above `score_threshold`, then greedy class-aware non-maximum suppression."""
+  h, w = image_size
+
+  def one(logits, offsets):
+    prob = jax.nn.softmax(logits, -1)[:, 1:]
+    num_classes = prob.shape[-1]
+    boxes = jnp.clip(box_lib.decode(offsets, anchors), 0.0, 1.0)
+    scores, index = jax.lax.top_k(prob.reshape(-1), top_k)
+    labels, boxes = index % num_classes, boxes[index // num_classes]
+    overlaps = (box_lib.iou(boxes, boxes) > iou_threshold) & (labels[:, None] == labels[None, :])
+
+    def visit(i, keep):  # candidates in decreasing score: kept unless a kept one overlaps it
+      return keep.at[i].set((scores[i] > score_threshold) & ~jnp.any(keep & overlaps[:, i]))
+
+    keep = jax.lax.fori_loop(0, top_k, visit, jnp.zeros(top_k, bool))
+    pixels = boxes * jnp.array([w, h, w, h], boxes.dtype)
+    return jnp.concatenate([pixels, jnp.where(keep, scores, 0.0)[:, None],
+                            labels[:, None].astype(boxes.dtype)], -1)
+
+  return jax.vmap(one)(class_logits, box_offsets)
+
+
 class SSD(nn.Module):
   """SSD300's network: image [B, H, W, 3] -> class logits [B, D, 1 + C], offsets [B, D, 4]."""
   num_classes: int = 91  # including background (index 0)
@@ -128,6 +164,13 @@ class SSD(nn.Module):
   fc_features: int = 1024
   extra: Sequence[tuple[int, int]] = ((256, 512), (128, 256), (128, 256), (128, 256))
   boxes_per_location: Sequence[int] = (4, 6, 6, 6, 4, 4)
+  # The default boxes of the maps the preset's input size gives (`default_boxes`).
+  feature_sizes: Sequence[int] = SSD300_MAPS
+  scales: Sequence[float] = SSD300_SCALES
+  ratios: Sequence[Sequence[float]] = SSD300_RATIOS
+
+  def default_boxes(self) -> np.ndarray:
+    return default_boxes(self.feature_sizes, self.scales, self.ratios)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -151,9 +194,13 @@ class SSD(nn.Module):
     maps.append(x)
     for i, (inner, out) in enumerate(self.extra):
       x = nn.relu(nn.Conv(inner, (1, 1), name=f'extra{i}_1')(x))
-      stride, pad = (2, 1) if i < 2 else (1, 0)
+      stride, pad = (2, 1) if i < 2 else (1, 0)  # SSD300: 19 -> 10 -> 5, then 5 -> 3 -> 1
       x = nn.relu(nn.Conv(out, (3, 3), strides=stride, padding=pad, name=f'extra{i}_2')(x))
       maps.append(x)
+    sizes = tuple(m.shape[1] for m in maps)
+    if sizes != tuple(self.feature_sizes):
+      raise ValueError(f'SSD maps of sizes {sizes} for this input; the default boxes are for '
+                       f'{tuple(self.feature_sizes)}')
     logits, offsets = [], []
     for k, (f, n) in enumerate(zip(maps, self.boxes_per_location)):
       b = f.shape[0]
@@ -167,3 +214,9 @@ _PAPER = 'SSD: Single Shot MultiBox Detector (Liu et al. 2016, arXiv:1512.02325)
 zoo.register('ssd300_vgg16', lambda: SSD(), inputs=zoo.image_input(300, 300, 3),
              apply_kwargs={'train': False}, paper=_PAPER, reference_params=35_641_826,
              reference_source='torchvision ssd300_vgg16 (91 classes)')
+zoo.register('ssd_scenes', lambda: SSD(
+    num_classes=6, config=SCENES_VGG, fc_features=256, extra=((64, 128), (64, 128)),
+    boxes_per_location=(4, 6, 4, 4), feature_sizes=(8, 4, 2, 1),
+    scales=(0.1, 0.25, 0.45, 0.65, 0.85), ratios=((2,), (2, 3), (2,), (2,))),
+             inputs=zoo.image_input(64, 64, 3), apply_kwargs={'train': False}, paper=_PAPER,
+             reference_params=None, reference_source='project preset for the 64x64 scenes set')

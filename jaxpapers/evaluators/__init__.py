@@ -11,7 +11,8 @@
     training_curves a figure of training metrics over steps
     text_samples    generated text appended to a file
     caption_bleu    caption BLEU (sacrebleu) on captioned shapes, beside a nearest-neighbour baseline
-    segmentation    mean IoU and pixel accuracy of a segmenter (detection.coco_map: COCO mAP)
+    segmentation    mean IoU and pixel accuracy of a segmenter
+    detection       COCO box AP of a detector through pycocotools
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from jaxpapers.errors import ConfigError
 from jaxpapers.evaluators.base import Evaluator
 from jaxpapers.evaluators.captioning import CaptionBLEU
 from jaxpapers.evaluators.classification import Classification
+from jaxpapers.evaluators.detection import Detection
 from jaxpapers.evaluators.few_shot import FewShot
 from jaxpapers.evaluators.knn import KNN
 from jaxpapers.evaluators.linear_probe import LinearProbe
@@ -48,6 +50,7 @@ EVALUATORS: dict[str, type[Evaluator]] = {
     'text_samples': TextSamples,
     'caption_bleu': CaptionBLEU,
     'segmentation': Segmentation,
+    'detection': Detection,
 }
 
 

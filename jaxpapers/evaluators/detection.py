@@ -5,6 +5,12 @@ height], masks as run-length encodings from `pycocotools.mask.encode`) and score
 AP averaged over IoU thresholds 0.50:0.05:0.95 (`ap`), at 0.50 (`ap50`) and 0.75 (`ap75`), over
 all classes or over a subset (ViLD's novel classes: `class_ids`). Nothing of the metric is
 re-implemented here.
+
+The evaluator (`config.evals` type `detection`) runs the experiment's `fn(state, images) ->
+detections [N, K, 6]` (x0, y0, x1, y1 in pixels, score, class index; rows of score <= 0 are
+empty) over a split of a dataset with `image`, `boxes` and `labels` features (the offline scenes
+set, padding labels -1) and reports `ap`, `ap50` and `ap75`; with `class_ids`, over those classes
+only (ViLD's novel classes).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import numpy as np
 from pycocotools import coco as coco_lib
 from pycocotools import cocoeval
 from pycocotools import mask as mask_lib
+
+from jaxpapers.evaluators.base import Evaluator, load_split, map_batches
 
 
 def _xywh(box: np.ndarray) -> list[float]:
@@ -77,3 +85,25 @@ def coco_map(gt: Sequence[dict], detections: Sequence[dict], num_classes: int,
     evaluation.summarize()
   stats = evaluation.stats
   return {'ap': float(stats[0]), 'ap50': float(stats[1]), 'ap75': float(stats[2])}
+
+
+class Detection(Evaluator):
+  defaults = {'dataset': 'scenes', 'data_dir': '', 'split': 'test', 'batch_size': 64,
+              'num_classes': 5, 'class_ids': None}
+
+  def __init__(self, config, fns, mesh):
+    super().__init__(config, fns, mesh)
+    c = self.config
+    data = load_split(c['dataset'], c['split'], c['data_dir'], ('image', 'boxes', 'labels'))
+    self.images = data['image'].astype(np.float32) / 255.0
+    self.gt = [{'boxes': boxes[labels >= 0], 'labels': labels[labels >= 0]}
+               for boxes, labels in zip(data['boxes'], data['labels'])]
+
+  def __call__(self, state, step, writer):
+    c = self.config
+    found = map_batches(self.fn, state, self.images, c['batch_size'], self.mesh)
+    detections = [{'boxes': d[d[:, 4] > 0, :4], 'scores': d[d[:, 4] > 0, 4],
+                   'labels': d[d[:, 4] > 0, 5].astype(np.int64)} for d in found]
+    class_ids = None if c['class_ids'] is None else list(c['class_ids'])
+    return coco_map(self.gt, detections, c['num_classes'], class_ids=class_ids,
+                    image_size=self.images.shape[1:3])

@@ -253,8 +253,10 @@ class MultiHeadAttention(nn.Module):
     kernel_init, out_kernel_init, bias_init: initialisers (`out_kernel_init` defaults to
       `kernel_init`; GPT-2 scales the output projection's separately).
 
-  Call: `mha(inputs_q, inputs_kv=None, *, mask=None, causal=False, decode=False, train=False)`.
-  `inputs_kv=None` means self-attention. `mask` follows the attention-function contract.
+  Call: `mha(inputs_q, inputs_kv=None, *, inputs_v=None, mask=None, causal=False, decode=False,
+  train=False)`. `inputs_kv=None` means self-attention. `inputs_v` gives the values a different
+  input from the keys (DETR adds positional encodings to queries and keys only); by default the
+  values are projected from `inputs_kv`. `mask` follows the attention-function contract.
 
   Autoregressive decoding (`decode=True`, self-attention only, always causal): the keys and values
   of every position seen so far live in the 'cache' collection (`cached_key`, `cached_value`:
@@ -280,11 +282,12 @@ class MultiHeadAttention(nn.Module):
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array | None = None, *,
-               mask: Array | None = None, causal: bool = False, decode: bool = False,
-               train: bool = False) -> Array:
+               inputs_v: Array | None = None, mask: Array | None = None, causal: bool = False,
+               decode: bool = False, train: bool = False) -> Array:
     if decode and inputs_kv is not None:
       raise ValueError('decode=True is for causal self-attention; pass inputs_kv=None')
     inputs_kv = inputs_q if inputs_kv is None else inputs_kv
+    inputs_v = inputs_kv if inputs_v is None else inputs_v
     features = self.qkv_features or inputs_q.shape[-1]
     if features % self.num_heads:
       raise ValueError(f'qkv_features={features} is not divisible by num_heads={self.num_heads}')
@@ -298,7 +301,7 @@ class MultiHeadAttention(nn.Module):
 
     q = heads(dense(name='query')(inputs_q))
     k = heads(dense(name='key')(inputs_kv))
-    v = heads(dense(name='value')(inputs_kv))
+    v = heads(dense(name='value')(inputs_v))
 
     if decode:
       is_initialized = self.has_variable('cache', 'cached_key')

@@ -220,3 +220,18 @@ def test_ssd300_network_predicts_for_every_default_box():
   heads = sum(c(i, n * 91) + c(i, n * 4) for i, n in zip((512, 1024, 512, 256, 256, 256),
                                                            (4, 6, 6, 6, 4, 4)))
   assert zoo.count_params('ssd300_vgg16') == 14_714_688 + 512 + extra + heads == 35_641_826
+
+
+def test_ssd_detections_suppress_overlaps_of_one_class_only():
+  anchors = jnp.array([[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.52, 0.5], [0.6, 0.6, 0.9, 0.9]])
+  # Class probabilities (background first). Boxes 0 and 1 overlap (IoU 0.9): for class 0 box 0
+  # (0.8) suppresses box 1 (0.5); for class 1 box 1 (0.35) suppresses box 0 (0.1). Box 2 overlaps
+  # nothing and stays for both classes (0.05 is above the 0.01 threshold).
+  logits = jnp.log(jnp.array([[[0.1, 0.8, 0.1], [0.15, 0.5, 0.35], [0.5, 0.05, 0.45]]]))
+  out = np.asarray(ssd.detections(logits, jnp.zeros((1, 3, 4)), anchors, (100, 200), top_k=6))
+  kept = {(int(row[5]), tuple(np.round(row[:4]).astype(int))): float(row[4]) for row in out[0]
+          if row[4] > 0}
+  b0, b1, b2 = (20, 10, 100, 50), (24, 10, 104, 50), (120, 60, 180, 90)  # pixels (x0, y0, x1, y1)
+  np.testing.assert_equal(sorted(kept), sorted([(0, b0), (0, b2), (1, b1), (1, b2)]))
+  np.testing.assert_allclose([kept[(0, b0)], kept[(1, b1)], kept[(0, b2)]], [0.8, 0.35, 0.05],
+                             rtol=1e-5)

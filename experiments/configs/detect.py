@@ -1,0 +1,67 @@
+"""Object detection on the offline `scenes` set (64x64, 5 classes, 1-4 objects) with zoo detectors.
+
+Presets (a few minutes each on 2 CPU cores):
+  ssd_scenes              ssd_scenes               SSD (Liu et al. 2016) on a narrow VGG trunk
+  detr_scenes             detr_scenes              DETR (Carion et al. 2020), ResNet-18 C3, 20 queries
+  deformable_detr_scenes  deformable_detr_scenes   Deformable DETR (Zhu et al. 2020), 3 levels,
+                                                   30 queries, focal loss
+  tiny_ssd, tiny_detr, tiny_deformable_detr        a few steps of shrunk models on scenes_tiny
+One recipe for all (AdamW 2e-4 with the backbone's rate the same, weight decay 1e-4, gradient
+clipping 0.1: DETR's sec. 4 / appendix A.4 optimiser and clipping, at a CPU batch of 32 and a cosine
+schedule instead of 500 epochs with a step at 400), so that the table in WORKSPACE.md compares
+architectures; SSD's paper recipe (SGD 1e-3) is not used either. `config.evals.box_map` is the COCO
+box AP (pycocotools) on the test split.
+"""
+
+import ml_collections
+
+from experiments.configs import select
+
+
+def base(model: str, detector: str, loss: dict | None = None) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model = ml_collections.ConfigDict(dict(name=model))
+  c.detector = detector
+  c.loss = ml_collections.ConfigDict(loss or {})
+  c.data = ml_collections.ConfigDict(dict(
+      name='scenes', data_dir='', train_split='train', eval_split='test', preprocess='detection',
+      in_memory=True))
+  c.optim = ml_collections.ConfigDict(dict(
+      name='adamw', learning_rate=2e-4, schedule='cosine', warmup_steps=50, weight_decay=1e-4,
+      grad_clip_norm=0.1))
+  c.train = ml_collections.ConfigDict(dict(
+      steps=1500, batch_size=32, log_every=50, eval_every=250, checkpoint_every=250,
+      max_to_keep=1))
+  c.evals = ml_collections.ConfigDict(dict(
+      box_map=dict(type='detection', fn='detect', dataset='scenes', split='test')))
+  return c
+
+
+_FOCAL = dict(classification='focal', w_class=2.0)
+_PRESETS = {'ssd_scenes': ('ssd_scenes', 'ssd', None),
+            'detr_scenes': ('detr_scenes', 'detr', None),
+            'deformable_detr_scenes': ('deformable_detr_scenes', 'detr', _FOCAL)}
+# Shrunk models for tests: overrides of the presets' fields.
+_TINY = {'ssd': dict(fc_features=16),
+         'detr': dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1,
+                      num_decoder_layers=1, num_queries=6, stage_sizes=(1, 1)),
+         'deformable_detr': dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1,
+                                 num_decoder_layers=1, num_queries=6, stage_sizes=(1, 1, 1),
+                                 num_points=2, group_norm_groups=4)}
+
+
+def tiny(kind: str) -> ml_collections.ConfigDict:
+  c = base(*_PRESETS[f'{kind}_scenes'])
+  c.model.update(_TINY[kind])
+  c.data.name = 'scenes_tiny'
+  c.evals.box_map.dataset = 'scenes_tiny'
+  c.optim.warmup_steps = 2
+  c.train.update(steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=4)
+  return c
+
+
+def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
+  table = {name: (lambda spec=spec: base(*spec)) for name, spec in _PRESETS.items()}
+  table.update({f'tiny_{kind}': (lambda kind=kind: tiny(kind)) for kind in _TINY})
+  return select(preset, table, default='detr_scenes')

@@ -1,0 +1,101 @@
+"""Object detection: SSD, DETR or Deformable DETR from the zoo on a dataset with boxes (scenes).
+
+    python -m experiments.detect --config=experiments/configs/detect.py:detr_scenes \
+        --workdir=runs/detr_scenes
+
+`config.detector` says how a model's outputs are trained and read out:
+  ssd    outputs (logits [B, D, 1 + C], offsets [B, D, 4]) over the model's default boxes; the
+         MultiBox loss of each image (`detection.ssd.multibox_loss`: matching, hard negatives,
+         smooth L1), averaged over the batch; detections by class-aware NMS (`ssd.detections`).
+  detr   outputs {'logits', 'boxes'} of every decoder layer; the Hungarian loss summed over layers
+         (`detection.detr.detr_loss`, with `config.loss` keyword arguments: Deformable DETR's
+         `classification='focal', w_class=2`); detections by `detr.detections`.
+Ground-truth boxes arrive in pixels (x0, y0, x1, y1) and are normalised by the image size (SSD:
+xyxy, DETR: cxcywh). The eval step reports the loss on the test split; the `detection` evaluator
+the COCO box AP of `detect` (through pycocotools).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxpapers import zoo
+from jaxpapers.data import pipeline
+from jaxpapers.detection import boxes as box_lib
+from jaxpapers.detection import detr, ssd
+from jaxpapers.errors import ConfigError
+from jaxpapers.train import cli, optim
+from jaxpapers.train.loop import Experiment
+from jaxpapers.train.state import TrainState
+
+DETECTORS = ('ssd', 'detr')
+
+
+class Detect(Experiment):
+
+  def __init__(self, config, mesh):
+    super().__init__(config, mesh)
+    if config.detector not in DETECTORS:
+      raise ConfigError(f'config.detector={config.detector!r}; valid: {", ".join(DETECTORS)}')
+    self.data = pipeline.from_config(config.data)
+    self.model = zoo.build_from_config(config.model)
+    self._image_shape = self.data.example()['image'].shape
+    self.tx = optim.make_optimizer(config.optim, config.train.steps)
+    self.loss_kwargs = dict(config.get('loss', {}))
+    if config.detector == 'ssd':
+      self.anchors = self.model.default_boxes()
+
+  def init(self, rng):
+    params_rng, dropout_rng = jax.random.split(rng)
+    variables = self.model.init({'params': params_rng, 'dropout': dropout_rng},
+                                jnp.zeros((1, *self._image_shape)), train=False)
+    params = variables.pop('params')
+    return TrainState.create(params=params, tx=self.tx, rng=rng, model_state=dict(variables))
+
+  def losses(self, outputs, batch) -> dict[str, jax.Array]:
+    """The detector's loss and its terms on one batch (examples with no objects add nothing)."""
+    h, w = self._image_shape[:2]
+    gt = batch['boxes'] / jnp.array([w, h, w, h], jnp.float32)
+    if self.config.detector == 'ssd':
+      logits, offsets = outputs
+      per_image = jax.vmap(lambda lg, of, b, lb: ssd.multibox_loss(lg, of, self.anchors, b, lb))(
+          logits, offsets, gt, batch['labels'])
+      return {k: v.mean() for k, v in per_image.items()}
+    return detr.detr_loss(outputs, batch['labels'], box_lib.xyxy_to_cxcywh(gt), **self.loss_kwargs)
+
+  def train_step(self, state: TrainState, batch):
+    def loss_fn(params):
+      outputs, model_state = self.model.apply(
+          {'params': params, **state.model_state}, batch['image'], train=True,
+          rngs={'dropout': state.step_rng('dropout')}, mutable=list(state.model_state))
+      terms = self.losses(outputs, batch)
+      return terms['loss'], (terms, model_state)
+
+    (_, (terms, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(self.tx, grads, model_state=dict(model_state))
+    return state, terms
+
+  def outputs(self, state: TrainState, images):
+    return self.model.apply({'params': state.params, **state.model_state}, images, train=False)
+
+  def eval_step(self, state: TrainState, batch):
+    mask = batch['mask']
+    labels = jnp.where(mask[:, None] > 0, batch['labels'], -1)  # padded examples: no objects
+    loss = self.losses(self.outputs(state, batch['image']), {**batch, 'labels': labels})['loss']
+    return {'loss': loss * jnp.sum(mask), 'count': jnp.sum(mask)}
+
+  def detect(self, state: TrainState, images):
+    """[N, K, 6] detections: (x0, y0, x1, y1) in pixels, score (0: none), class index."""
+    outputs = self.outputs(state, images)
+    size = self._image_shape[:2]
+    if self.config.detector == 'ssd':
+      return ssd.detections(*outputs, jnp.asarray(self.anchors), size)
+    return detr.detections(outputs, size, self.loss_kwargs.get('classification', 'softmax'))
+
+  def evaluation_fns(self):
+    return {'detect': self.detect}
+
+
+if __name__ == '__main__':
+  cli.run(Detect)
