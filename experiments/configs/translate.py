@@ -85,7 +85,7 @@ def cyclegan() -> ml_collections.ConfigDict:
 
 
 def _tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  c.train.update(steps=3, batch_size=8, log_every=3, eval_every=3, checkpoint_every=3)
+  c.train.update(steps=2, batch_size=8, log_every=2, eval_every=2, checkpoint_every=2)
   c.evals.grid.num_images = 4
   return c
 
@@ -112,7 +112,6 @@ def tiny_cyclegan() -> ml_collections.ConfigDict:
   c = _tiny(cyclegan())
   c.generator.update(features=4, num_blocks=1)
   c.discriminator.update(features=4)
-  c.translate.pool_size = 4
   c.data.name = 'shapes_domains_tiny'
   c.evals.domain.update(dataset='shapes_domains_tiny', batch_size=16)
   return c

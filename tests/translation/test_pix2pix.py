@@ -4,19 +4,22 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxpapers import zoo
 from jaxpapers.translation import pix2pix
 
 
-def _unet():
-  return pix2pix.UNetGenerator(out_channels=3, features=4, num_downs=4)
+@pytest.fixture(scope='module')
+def unet():
+  """A small U-Net (C4-C8-C16-C32 for 16x16 inputs of 5 channels) and its variables."""
+  model = pix2pix.UNetGenerator(out_channels=3, features=4, num_downs=4)
+  return model, jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, 16, 16, 5)))
 
 
-def test_unet_decoder_layers_read_the_mirrored_encoder_outputs():
-  model = _unet()
+def test_unet_decoder_layers_read_the_mirrored_encoder_outputs(unet):
+  model, variables = unet
   x = jax.random.normal(jax.random.key(0), (2, 16, 16, 5))
-  variables = model.init(jax.random.key(1), x)
   seen = []
 
   def record(next_fun, args, kwargs, context):
@@ -26,7 +29,7 @@ def test_unet_decoder_layers_read_the_mirrored_encoder_outputs():
     return next_fun(*args, **kwargs)
 
   with nn.intercept_methods(record):
-    out = model.apply(variables, x)
+    out = jax.jit(model.apply)(variables, x)
   assert out.shape == (2, 16, 16, 3)
   assert float(jnp.max(jnp.abs(out))) <= 1.0
   # Encoder C4-C8-C16-C32: 16 -> 8 -> 4 -> 2 -> 1.
@@ -37,28 +40,28 @@ def test_unet_decoder_layers_read_the_mirrored_encoder_outputs():
                       ('ConvTranspose', (2, 4, 4, 16)), ('ConvTranspose', (2, 8, 8, 8))]
 
 
-def test_the_outermost_skip_carries_fine_detail_to_the_output():
+def test_the_outermost_skip_carries_fine_detail_to_the_output(unet):
   """Through the skips, an input pixel's change reaches the output near it (a U-Net without them
   would route it through the 1x1 bottleneck, spreading it everywhere)."""
-  model = _unet()
+  model, variables = unet
   x = jax.random.normal(jax.random.key(0), (1, 16, 16, 5))
-  variables = model.init(jax.random.key(1), x)
-  grad = jax.grad(lambda v: model.apply(variables, v)[0, 3, 3, 0])(x)
+  grad = jax.jit(jax.grad(lambda v: model.apply(variables, v)[0, 3, 3, 0]))(x)
   assert float(jnp.abs(grad).sum()) > 0
   assert np.abs(grad[0, 2:5, 2:5]).sum() > np.abs(grad[0, 10:, 10:]).sum()
 
 
-def test_dropout_is_the_noise_at_training_time_only():
-  model = _unet()
+def test_dropout_is_the_noise_at_training_time_only(unet):
+  model, variables = unet
   x = jax.random.normal(jax.random.key(0), (4, 16, 16, 5))
-  variables = model.init(jax.random.key(1), x)
 
+  @jax.jit
   def run(key):
     return model.apply(variables, x, train=True, rngs={'dropout': key}, mutable=['batch_stats'])[0]
 
   assert not np.allclose(run(jax.random.key(2)), run(jax.random.key(3)))
   np.testing.assert_allclose(run(jax.random.key(2)), run(jax.random.key(2)))
-  np.testing.assert_allclose(model.apply(variables, x), model.apply(variables, x))
+  evaluate = jax.jit(model.apply)
+  np.testing.assert_allclose(evaluate(variables, x), evaluate(variables, x))
 
 
 def test_patchgan_70_gives_30x30_patches_for_256x256_inputs():
@@ -70,13 +73,14 @@ def test_patchgan_70_gives_30x30_patches_for_256x256_inputs():
 
 def test_patchgan_70_sees_exactly_a_70x70_patch():
   model = pix2pix.PatchGAN(features=4)
-  x = jax.random.normal(jax.random.key(0), (1, 128, 128, 2))
-  variables = model.init(jax.random.key(1), x)
-  # Evaluation mode: running statistics, so each output depends on its patch only.
-  grad = jax.grad(lambda v: model.apply(variables, v)[0, 6, 6])(x)
+  x = jax.random.normal(jax.random.key(0), (1, 96, 96, 2))
+  variables = jax.jit(model.init)(jax.random.key(1), x)
+  # Evaluation mode: running statistics, so each output depends on its patch only. Output 4 sees
+  # rows 8 * 4 - 23 .. + 69 (padding 1 at strides 1, 2, 4, 8, 8), inside the image.
+  grad = jax.jit(jax.grad(lambda v: model.apply(variables, v)[0, 4, 4]))(x)
   rows = np.nonzero(np.abs(np.asarray(grad[0])).sum(axis=(1, 2)))[0]
   cols = np.nonzero(np.abs(np.asarray(grad[0])).sum(axis=(0, 2)))[0]
-  assert len(rows) == 70 and rows[-1] - rows[0] == 69
+  assert len(rows) == 70 and rows[0] == 9 and rows[-1] == 78
   assert len(cols) == 70 and cols[-1] - cols[0] == 69
 
 
