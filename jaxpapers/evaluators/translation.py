@@ -10,7 +10,12 @@ predicted segmentation mask matches the ground truth input"; pix2pix's FCN-score
 2016, sec. 4.2, is the same idea). The same metrics of the real images are `real_miou` and
 `real_pixel_accuracy`, the ceiling. `frechet_distance` compares the generated and real images'
 features from the same segmenter: the input of its last convolution (the per-pixel classifier),
-averaged over space (`SegmenterFeatures`), through `sample_quality.frechet_distance`.
+averaged over space (`SegmenterFeatures`), through `sample_quality.frechet_distance`. Those
+features are made to tell shapes apart, not colours, so the colour distribution is measured too, as
+pix2pix's sec. 4.3 / Table 2 does (histogram intersection with the real images' colours, there in
+Lab): `colour_intersection`, the intersection of the 8x8x8-bin RGB histograms of generated and
+real object pixels (label > 0; 1 = the same distribution), and `saturation`, their mean
+max - min channel value beside the real images' `real_saturation`.
 
 `domain_transfer` (CycleGAN on shapes_domains): `fn(state, images, direction) -> images` with
 direction 'ab' or 'ba'; a fixed domain classifier (scikit-learn logistic regression on the 8x8
@@ -72,6 +77,19 @@ class SegmenterFeatures:
     return np.concatenate(classes), np.concatenate(features)
 
 
+def colour_histogram(images: np.ndarray, mask: np.ndarray, bins: int = 8) -> np.ndarray:
+  """The normalised bins^3 RGB histogram of the pixels of images [N, H, W, 3] in [0, 1] where
+  mask [N, H, W] is true."""
+  pixels = np.clip(np.asarray(images)[np.asarray(mask)], 0.0, 1.0)
+  counts, _ = np.histogramdd(pixels, bins=bins, range=[(0.0, 1.0)] * 3)
+  return counts.ravel() / max(counts.sum(), 1.0)
+
+
+def _saturation(images: np.ndarray, mask: np.ndarray) -> float:
+  pixels = np.asarray(images)[np.asarray(mask)]
+  return float(np.mean(pixels.max(-1) - pixels.min(-1)))
+
+
 class LabelToImage(Evaluator):
   defaults = {'segmenter_workdir': '', 'segmenter_model': 'unet_scenes', 'dataset': 'scenes',
               'split': 'test', 'data_dir': '', 'batch_size': 50, 'limit': 0}
@@ -85,10 +103,13 @@ class LabelToImage(Evaluator):
     self.num_classes = int(self.labels.max()) + 1
     variables = jax.tree.map(jnp.asarray, checkpoint.load_variables(c['segmenter_workdir']))
     self.segmenter = SegmenterFeatures(zoo.build(c['segmenter_model']), variables)
-    real_classes, real_features = self.segmenter(data['image'].astype(np.float32) / 255.0,
-                                                 c['batch_size'])
+    real = data['image'].astype(np.float32) / 255.0
+    real_classes, real_features = self.segmenter(real, c['batch_size'])
     self.reference = feature_statistics(real_features)
-    self.real_metrics = self._metrics(real_classes)
+    self.objects = self.labels > 0
+    self.real_histogram = colour_histogram(real, self.objects)
+    self.real_metrics = {**self._metrics(real_classes),
+                         'saturation': _saturation(real, self.objects)}
 
   def _metrics(self, classes: np.ndarray) -> dict[str, float]:
     metrics = segmentation_metrics(self.labels, classes, self.num_classes)
@@ -98,8 +119,11 @@ class LabelToImage(Evaluator):
     c = self.config
     images = map_batches(self.fn, state, self.labels, c['batch_size'], self.mesh)
     classes, features = self.segmenter(images, c['batch_size'])
+    intersection = np.minimum(colour_histogram(images, self.objects), self.real_histogram).sum()
     return {**self._metrics(classes),
             'frechet_distance': frechet_distance(feature_statistics(features), self.reference),
+            'colour_intersection': float(intersection),
+            'saturation': _saturation(images, self.objects),
             **{f'real_{k}': v for k, v in self.real_metrics.items()}}
 
 

@@ -48,7 +48,8 @@ def test_tiny_pix2pix_logs_l1_segmentation_and_a_grid(data_dir, segmenter_dir, t
   assert results['train_step_compilations'] == 1
   evaluation = results['eval']
   assert 0 < evaluation['l1'] < 1
-  for name in ('miou', 'pixel_accuracy', 'real_pixel_accuracy'):
+  for name in ('miou', 'pixel_accuracy', 'real_pixel_accuracy', 'colour_intersection',
+               'saturation', 'real_saturation'):
     assert 0 <= evaluation[f'label_to_image_{name}'] <= 1
   assert np.isfinite(evaluation['label_to_image_frechet_distance'])
   assert 'g_gan' in results['train'] and 'discriminator_loss' in results['train']
