@@ -74,6 +74,9 @@ MODEL_MODULES = (
     'jaxpapers.transformers.gpt',
     'jaxpapers.transformers.transformer',
     'jaxpapers.transformers.vit',
+    'jaxpapers.translation.cyclegan',
+    'jaxpapers.translation.pix2pix',
+    'jaxpapers.translation.spade',
 )
 
 

@@ -26,7 +26,8 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxpapers.data import digits, font_glyphs, moving_shapes, scenes, shapes_captions, style_images
+from jaxpapers.data import (digits, font_glyphs, moving_shapes, scenes, shapes_captions,
+                            shapes_domains, style_images)
 from jaxpapers.errors import ConfigError, DatasetNotFoundError
 
 Example = dict[str, Any]
@@ -37,6 +38,7 @@ OFFLINE_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     **scenes.BUILDERS,
     **moving_shapes.BUILDERS,
     **font_glyphs.BUILDERS,
+    **shapes_domains.BUILDERS,
 }
 
 
@@ -179,6 +181,18 @@ def detection_preprocess(ex: Mapping[str, Any]) -> Example:
           'boxes': np.asarray(ex['boxes'], np.float32), 'labels': np.asarray(ex['labels'], np.int32)}
 
 
+def label_to_image_preprocess(ex: Mapping[str, Any]) -> Example:
+  """Paired translation from semantic maps (pix2pix, SPADE on the scenes set): the per-pixel class
+  map as int32 (the model one-hot encodes it) and the target image in [-1, 1]."""
+  return {'image': np.asarray(ex['image'], np.float32) / 127.5 - 1.0,
+          'segmentation': np.asarray(ex['segmentation'], np.int32)}
+
+
+def unpaired_preprocess(ex: Mapping[str, Any]) -> Example:
+  """Unpaired translation (CycleGAN on shapes_domains): both domains' images in [-1, 1]."""
+  return {f'image_{d}': np.asarray(ex[f'image_{d}'], np.float32) / 127.5 - 1.0 for d in 'ab'}
+
+
 # What `config.data.preprocess` can name.
 PREPROCESSORS: dict[str, Callable[[Mapping[str, Any]], Example]] = {
     'image_classification': image_classification_preprocess,
@@ -186,6 +200,8 @@ PREPROCESSORS: dict[str, Callable[[Mapping[str, Any]], Example]] = {
     'segmentation': segmentation_preprocess,
     'super_resolution_x4': style_images.super_resolution_preprocess,
     'detection': detection_preprocess,
+    'label_to_image': label_to_image_preprocess,
+    'unpaired': unpaired_preprocess,
 }
 
 

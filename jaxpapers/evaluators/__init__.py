@@ -13,6 +13,8 @@
     caption_bleu    caption BLEU (sacrebleu) on captioned shapes, beside a nearest-neighbour baseline
     segmentation    mean IoU and pixel accuracy of a segmenter
     detection       COCO box AP of a detector through pycocotools
+    label_to_image  a fixed segmenter's mIoU on images generated from label maps, Frechet distance
+    domain_transfer a fixed domain classifier's accuracy on translated images
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from jaxpapers.evaluators.sample_quality import SampleQuality
 from jaxpapers.evaluators.segmentation import Segmentation
 from jaxpapers.evaluators.text_samples import TextSamples
 from jaxpapers.evaluators.training_curves import TrainingCurves
+from jaxpapers.evaluators.translation import DomainTransfer, LabelToImage
 from jaxpapers.evaluators.verification import Verification
 from jaxpapers.evaluators.zero_shot import ZeroShot
 
@@ -51,6 +54,8 @@ EVALUATORS: dict[str, type[Evaluator]] = {
     'caption_bleu': CaptionBLEU,
     'segmentation': Segmentation,
     'detection': Detection,
+    'label_to_image': LabelToImage,
+    'domain_transfer': DomainTransfer,
 }
 
 
