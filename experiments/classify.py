@@ -67,11 +67,8 @@ class Classify(Experiment):
                         f'{self.config.data.name} has {self._num_classes} classes')
 
   def init(self, rng):
-    params_rng, dropout_rng = jax.random.split(rng)
-    variables = self.model.init({'params': params_rng, 'dropout': dropout_rng},
-                                jnp.zeros((1, *self._image_shape)), train=False)
-    params = variables.pop('params')
-    return TrainState.create(params=params, tx=self.tx, rng=rng, model_state=dict(variables))
+    return TrainState.init_model(self.model, jnp.zeros((1, *self._image_shape)), tx=self.tx,
+                                 rng=rng)
 
   def augment(self, images, key):
     return self._augment(images, key)

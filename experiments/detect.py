@@ -47,11 +47,8 @@ class Detect(Experiment):
       self.anchors = self.model.default_boxes()
 
   def init(self, rng):
-    params_rng, dropout_rng = jax.random.split(rng)
-    variables = self.model.init({'params': params_rng, 'dropout': dropout_rng},
-                                jnp.zeros((1, *self._image_shape)), train=False)
-    params = variables.pop('params')
-    return TrainState.create(params=params, tx=self.tx, rng=rng, model_state=dict(variables))
+    return TrainState.init_model(self.model, jnp.zeros((1, *self._image_shape)), tx=self.tx,
+                                 rng=rng)
 
   def losses(self, outputs, batch) -> dict[str, jax.Array]:
     """The detector's loss and its terms on one batch (examples with no objects add nothing)."""

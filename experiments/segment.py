@@ -40,11 +40,8 @@ class Segment(Experiment):
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
 
   def init(self, rng):
-    params_rng, dropout_rng = jax.random.split(rng)
-    variables = self.model.init({'params': params_rng, 'dropout': dropout_rng},
-                                jnp.zeros((1, *self._image_shape)), train=False)
-    params = variables.pop('params')
-    return TrainState.create(params=params, tx=self.tx, rng=rng, model_state=dict(variables))
+    return TrainState.init_model(self.model, jnp.zeros((1, *self._image_shape)), tx=self.tx,
+                                 rng=rng)
 
   def train_step(self, state: TrainState, batch):
     def loss_fn(params):

@@ -127,6 +127,17 @@ class TrainState:
                model_state=player.model_state, ema_params=player.ema_params, rng=rng,
                ema_decay=ema_decay)
 
+  @classmethod
+  def init_model(cls, model: Any, example_input: jax.Array, *, tx: optax.GradientTransformation,
+                 rng: jax.Array) -> TrainState:
+    """The state of `model` initialised on `example_input` in evaluation mode: its 'params' are
+    trained, its other collections (batch statistics) become `model_state`."""
+    params_rng, dropout_rng = jax.random.split(rng)
+    variables = model.init({'params': params_rng, 'dropout': dropout_rng}, example_input,
+                           train=False)
+    params = variables.pop('params')
+    return cls.create(params=params, tx=tx, rng=rng, model_state=dict(variables))
+
   def step_rng(self, *names: str) -> jax.Array:
     """A key for this step, the same whatever the device count, so runs are reproducible and resumable."""
     return _step_key(self.rng, self.step, names)

@@ -67,8 +67,8 @@ def test_unknown_preset_lists_the_valid_ones(tmp_path):
   result = run(command(tmp_path, config='experiments/configs/classify.py:huge'))
   assert result.returncode == 2
   assert error_line(result) == ("error: unknown preset 'huge'; valid presets: digits_cnn, "
-                                'digits_mlp, digits_vit, shapes_cnn, vgg19_bn_mini_shapes, tiny, cifar10_resnet20, '
-                                'cifar10_resnet56, cifar10_wrn_28_10')
+                                'digits_mlp, digits_vit, shapes_cnn, vgg19_bn_mini_shapes, tiny, '
+                                'cifar10_resnet20, cifar10_resnet56, cifar10_wrn_28_10')
 
 
 def test_missing_dataset_says_how_to_prepare_it(tmp_path):
