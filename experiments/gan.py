@@ -51,7 +51,7 @@ from jaxpapers.gans import gan as gan_losses
 from jaxpapers.gans import wgan_gp
 from jaxpapers.train import checkpoint, cli, optim
 from jaxpapers.train.loop import Experiment
-from jaxpapers.train.state import GameState, PlayerState, sub_batches, unrolled_scan
+from jaxpapers.train.state import GameState, PlayerState, apply_training, sub_batches, unrolled_scan
 
 GAMES = ('non_saturating', 'minimax', 'wgan_gp')
 
@@ -110,22 +110,12 @@ class GAN(Experiment):
   def generate(self, params, model_state, z, labels):
     """(images in [-1, 1], the generator's updated model state), in training mode: batch
     statistics also when sampling (see the module docstring)."""
-    variables = {'params': params, **model_state}
-    if not model_state:
-      return self.generator.apply(variables, z, *self._labels(labels), train=True), model_state
-    images, updated = self.generator.apply(variables, z, *self._labels(labels), train=True,
-                                           mutable=list(model_state))
-    return images, dict(updated)
+    return apply_training(self.generator, params, model_state, z, *self._labels(labels))
 
   def discriminate(self, params, model_state, images, labels, rng):
     """(D's logits or critic scores in training mode, D's updated model state)."""
-    variables = {'params': params, **model_state}
-    kwargs = dict(train=True, rngs={'dropout': rng})
-    if not model_state:
-      return self.discriminator.apply(variables, images, *self._labels(labels), **kwargs), model_state
-    logits, updated = self.discriminator.apply(variables, images, *self._labels(labels),
-                                               mutable=list(model_state), **kwargs)
-    return logits, dict(updated)
+    return apply_training(self.discriminator, params, model_state, images, *self._labels(labels),
+                          rngs={'dropout': rng})
 
   def init(self, rng):
     g_key, d_key, drop_key = jax.random.split(rng, 3)

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import classify
-from experiments.gan import prepare_quality_classifiers
+from experiments.gan import prepare_quality_classifiers, to_unit_range
 from jaxpapers import zoo
 from jaxpapers.data import pipeline
 from jaxpapers.errors import ConfigError
@@ -50,13 +50,9 @@ from jaxpapers.gans import gan as gan_losses
 from jaxpapers.style import perceptual
 from jaxpapers.train import checkpoint, cli, optim
 from jaxpapers.train.loop import Experiment
-from jaxpapers.train.state import GameState, PlayerState
+from jaxpapers.train.state import GameState, PlayerState, apply_training
 
 CONTENT_LOSSES = ('mse', 'vgg')
-
-
-def to_unit_range(images: jax.Array) -> jax.Array:
-  return jnp.clip((images + 1.0) / 2.0, 0.0, 1.0)
 
 
 def bicubic_upsample(low_res: jax.Array, shape) -> jax.Array:
@@ -104,16 +100,13 @@ class SuperResolution(Experiment):
   # The players.
 
   def generate(self, params, model_state, low_res, train: bool):
-    variables = {'params': params, **model_state}
     if not train:
-      return self.generator.apply(variables, low_res, train=False), model_state
-    images, updated = self.generator.apply(variables, low_res, train=True, mutable=list(model_state))
-    return images, dict(updated)
+      return self.generator.apply({'params': params, **model_state}, low_res,
+                                  train=False), model_state
+    return apply_training(self.generator, params, model_state, low_res)
 
   def discriminate(self, params, model_state, images):
-    logits, updated = self.discriminator.apply({'params': params, **model_state}, images, train=True,
-                                               mutable=list(model_state))
-    return logits, dict(updated)
+    return apply_training(self.discriminator, params, model_state, images)
 
   def init(self, rng):
     g_key, d_key = jax.random.split(rng)

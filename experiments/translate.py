@@ -42,7 +42,7 @@ from jaxpapers.errors import ConfigError
 from jaxpapers.train import cli, optim
 from jaxpapers.train.buffers import ImagePool
 from jaxpapers.train.loop import Experiment
-from jaxpapers.train.state import GameState, PlayerState
+from jaxpapers.train.state import GameState, PlayerState, apply_training
 from jaxpapers.translation import cyclegan, pix2pix, spade
 
 METHODS = ('pix2pix', 'spade', 'cyclegan')
@@ -50,17 +50,6 @@ EVAL_KEY = 0  # the dropout key of every evaluation
 # Label-map colours of the grids: background black, then one colour per class.
 PALETTE = np.array([[0, 0, 0], [230, 60, 60], [60, 180, 75], [70, 110, 240], [240, 220, 60],
                     [190, 80, 220], [245, 140, 40], [70, 220, 220]], np.float32) / 255.0
-
-
-def apply_model(model, params, model_state, *inputs, key, **kwargs):
-  """(outputs, updated model state) of `model` in training mode (dropout from `key`)."""
-  variables = {'params': params, **model_state}
-  rngs = {'dropout': key}
-  if not model_state:
-    return model.apply(variables, *inputs, train=True, rngs=rngs, **kwargs), model_state
-  out, updated = model.apply(variables, *inputs, train=True, rngs=rngs, mutable=list(model_state),
-                             **kwargs)
-  return out, dict(updated)
 
 
 def _l1(x, y):
@@ -97,8 +86,8 @@ class Translate(Experiment):
 
   def _discriminate(self, params, model_state, condition, images, key, return_features=False):
     inputs = images if condition is None else jnp.concatenate([condition, images], axis=-1)
-    return apply_model(self.discriminator, params, model_state, inputs, key=key,
-                       return_features=return_features)
+    return apply_training(self.discriminator, params, model_state, inputs, rngs={'dropout': key},
+                          return_features=return_features)
 
   def init(self, rng):
     g_key, d_key, drop_key = jax.random.split(rng, 3)
@@ -149,8 +138,8 @@ class Translate(Experiment):
     g_key, d_key = state.step_rng('dropout'), state.step_rng('discriminator')
     metrics = {}
     if self.train_discriminator:
-      fake, _ = apply_model(self.generator, generator.params, generator.model_state, labels,
-                            key=g_key)
+      fake, _ = apply_training(self.generator, generator.params, generator.model_state, labels,
+                               rngs={'dropout': g_key})
       fake = jax.lax.stop_gradient(fake)
 
       def d_loss_fn(params):
@@ -166,8 +155,8 @@ class Translate(Experiment):
       state = state.replace_player('discriminator', critic)
 
     def g_loss_fn(params):
-      fake, model_state = apply_model(self.generator, params, generator.model_state, labels,
-                                      key=g_key)
+      fake, model_state = apply_training(self.generator, params, generator.model_state, labels,
+                                         rngs={'dropout': g_key})
       l1 = jnp.mean(jnp.abs(real - fake))
       parts = {'l1': l1}
       loss = t.l1_weight * l1
@@ -249,8 +238,9 @@ class Translate(Experiment):
   def _generate_from_labels(self, state: GameState, segmentation):
     """Images in [-1, 1] from class maps [N, H, W], as at training time (see the docstring)."""
     generator = state.players['generator']
-    images, _ = apply_model(self.generator, generator.params, generator.model_state,
-                            self._one_hot(segmentation), key=jax.random.PRNGKey(EVAL_KEY))
+    images, _ = apply_training(self.generator, generator.params, generator.model_state,
+                               self._one_hot(segmentation),
+                               rngs={'dropout': jax.random.PRNGKey(EVAL_KEY)})
     return images
 
   def eval_step(self, state: GameState, batch):

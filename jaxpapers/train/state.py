@@ -183,6 +183,18 @@ class GameState:
     return self.replace(step=self.step + 1)
 
 
+def apply_training(model: Any, params: Any, model_state: Any, *inputs: Any, rngs: Any = None,
+                   **kwargs: Any) -> tuple[Any, Any]:
+  """(outputs, updated model state) of a player's `model` in training mode: its non-parameter
+  collections (batch statistics) are updated and returned, or passed through when it has none."""
+  variables = {'params': params, **model_state}
+  if not model_state:
+    return model.apply(variables, *inputs, train=True, rngs=rngs, **kwargs), model_state
+  outputs, updated = model.apply(variables, *inputs, train=True, rngs=rngs,
+                                 mutable=list(model_state), **kwargs)
+  return outputs, dict(updated)
+
+
 def unrolled_scan(f: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any) -> tuple[Any, Any]:
   """`jax.lax.scan(f, carry, xs)` traced as one call of f per entry of xs' leading axis.
 
