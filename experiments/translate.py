@@ -86,6 +86,10 @@ class Translate(Experiment):
     self.image_shape = example['image' if self.paired else 'image_a'].shape
     self.generator = zoo.build_from_config(config.generator)
     self.discriminator = zoo.build_from_config(config.discriminator)
+    if self.method == 'spade' and not isinstance(self.discriminator, spade.MultiscaleDiscriminator):
+      raise ConfigError(f'method spade reads per-scale outputs of a spade.MultiscaleDiscriminator '
+                        f'(num_scales=1 for one scale); {config.discriminator.name!r} is a '
+                        f'{type(self.discriminator).__name__}')
     self.generator_tx = optim.make_optimizer(config.optim.generator, config.train.steps)
     self.discriminator_tx = optim.make_optimizer(config.optim.discriminator, config.train.steps)
     self.train_discriminator = not self.paired or t.gan_weight > 0

@@ -135,3 +135,10 @@ def test_presets_name_zoo_networks_and_the_right_data():
   config.data.preprocess = 'label_to_image'
   with pytest.raises(ConfigError, match='unpaired'):
     translate.Translate(config, devices.make_mesh())
+
+
+def test_spade_needs_the_multiscale_discriminator(data_dir):
+  config = _config('tiny_spade', data_dir)
+  config.discriminator = {'name': 'patchgan_70_small'}
+  with pytest.raises(ConfigError, match='MultiscaleDiscriminator'):
+    translate.Translate(config, devices.make_mesh())
