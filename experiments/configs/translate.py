@@ -68,8 +68,10 @@ def pix2pix_l1_only() -> ml_collections.ConfigDict:
 def spade() -> ml_collections.ConfigDict:
   c = base()
   c.translate.update(method='spade', l1_weight=0.0)
-  c.generator = ml_collections.ConfigDict(dict(name='spade_generator_small'))
-  c.discriminator = ml_collections.ConfigDict(dict(name='spade_discriminator_small'))
+  # The paper's pieces, named so that they can be switched off: spectral norm in G and D, 2 scales.
+  c.generator = ml_collections.ConfigDict(dict(name='spade_generator_small', spectral_norm=True))
+  c.discriminator = ml_collections.ConfigDict(dict(name='spade_discriminator_small', num_scales=2,
+                                                   spectral_norm=True))
   c.perceptual = ml_collections.ConfigDict(dict(
       model=dict(name='vgg19_bn_mini'), init_from='runs/vgg19_bn_mini_shapes',
       train_preset='vgg19_bn_mini_shapes', pooling='max',

@@ -90,7 +90,6 @@ _PAPER = ('Semantic Image Synthesis with Spatially-Adaptive Normalization (Park 
           'arXiv:1903.07291)')
 _REFERENCE = 'closed form of NVlabs/SPADE (module docstring)'
 FEATURE_MATCHING_WEIGHT = 10.0
-VGG_WEIGHT = 10.0
 # The reference's VGGLoss: VGG-19 layers and their weights.
 VGG_LAYER_WEIGHTS = {'relu1_1': 1.0 / 32, 'relu2_1': 1.0 / 16, 'relu3_1': 1.0 / 8,
                      'relu4_1': 1.0 / 4, 'relu5_1': 1.0}
