@@ -9,7 +9,11 @@ Papers (networks and losses in `jaxpapers/translation/`, one file each):
     the cross-entropy, then G minimises -log D(x, G(x)) + 100 |y - G(x)|_1 against the updated D
     (the reference's order). `gan_weight=0` is the paper's "L1 alone" row: no D is trained.
   * SPADE (Park et al. 2019, arXiv:1903.07291), `method=spade`: the same paired game with the SPADE
-    generator, the hinge loss and D's feature-matching loss (weight 10).
+    generator and its multi-scale discriminator (lists of per-scale outputs), the hinge loss, D's
+    feature-matching loss (weight 10) and the VGG loss (`translate.vgg_weight`, 10; 0 for none) on
+    the features of `config.perceptual`'s frozen loss network, loaded as the style-transfer and
+    super-resolution experiments load theirs (`super_resolution.load_loss_network`; offline, the
+    project's `vgg19_bn_mini` trained on the shapes images, trained on first use).
   * CycleGAN (Zhu et al. 2017, arXiv:1703.10593), `method=cyclegan`: players 'generators' (G: A -> B
     and F: B -> A, one optimiser, as the reference) and 'discriminators' (D_B and D_A); buffers
     'pool_a' and 'pool_b', the 50-image histories of generated A and B images. Each round first
@@ -36,9 +40,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.gan import to_unit_range
+from experiments.super_resolution import load_loss_network
 from jaxpapers import zoo
 from jaxpapers.data import pipeline
 from jaxpapers.errors import ConfigError
+from jaxpapers.style import perceptual
 from jaxpapers.train import cli, optim
 from jaxpapers.train.buffers import ImagePool
 from jaxpapers.train.loop import Experiment
@@ -55,6 +61,11 @@ PALETTE = np.array([[0, 0, 0], [230, 60, 60], [60, 180, 75], [70, 110, 240], [24
 def _l1(x, y):
   """Mean absolute difference per example, in [0, 1] pixel units, of images in [-1, 1]."""
   return jnp.mean(jnp.abs(x - y), axis=(1, 2, 3)) / 2.0
+
+
+def _mean_logit(out):
+  """D's mean output: over patches, then over scales for SPADE's list of per-scale outputs."""
+  return jnp.mean(jnp.stack([jnp.mean(o) for o in jax.tree.leaves(out)]))
 
 
 class Translate(Experiment):
@@ -75,9 +86,18 @@ class Translate(Experiment):
     self.image_shape = example['image' if self.paired else 'image_a'].shape
     self.generator = zoo.build_from_config(config.generator)
     self.discriminator = zoo.build_from_config(config.discriminator)
+    if self.method == 'spade' and not isinstance(self.discriminator, spade.MultiscaleDiscriminator):
+      raise ConfigError(f'method spade reads per-scale outputs of a spade.MultiscaleDiscriminator '
+                        f'(num_scales=1 for one scale); {config.discriminator.name!r} is a '
+                        f'{type(self.discriminator).__name__}')
     self.generator_tx = optim.make_optimizer(config.optim.generator, config.train.steps)
     self.discriminator_tx = optim.make_optimizer(config.optim.discriminator, config.train.steps)
     self.train_discriminator = not self.paired or t.gan_weight > 0
+    self.vgg = None
+    if self.method == 'spade' and t.vgg_weight > 0:
+      model, self.vgg_variables = load_loss_network(config)
+      self.vgg = perceptual.FeatureExtractor(model, tuple(spade.VGG_LAYER_WEIGHTS),
+                                             config.perceptual.imagenet_inputs)
 
   # --- networks
 
@@ -146,8 +166,8 @@ class Translate(Experiment):
         real_out, model_state = self._discriminate(params, critic.model_state, labels, real, d_key)
         fake_out, model_state = self._discriminate(params, model_state, labels, fake, d_key)
         loss = self._discriminator_loss(real_out, fake_out)
-        return loss, (model_state, {'discriminator_loss': loss, 'd_real': jnp.mean(real_out),
-                                    'd_fake': jnp.mean(fake_out)})
+        return loss, (model_state, {'discriminator_loss': loss, 'd_real': _mean_logit(real_out),
+                                    'd_fake': _mean_logit(fake_out)})
 
       (_, (model_state, metrics)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
           critic.params)
@@ -173,6 +193,11 @@ class Translate(Experiment):
         else:
           parts['gan'] = pix2pix.generator_loss(fake_out, fake, real, l1_weight=0.0)
           loss = loss + t.gan_weight * parts['gan']
+      if self.vgg is not None:
+        def phi(images):
+          return self.vgg(self.vgg_variables, to_unit_range(images))
+        parts['vgg'] = spade.vgg_loss(phi(fake), phi(real))
+        loss = loss + t.vgg_weight * parts['vgg']
       return loss, (model_state, parts)
 
     (loss, (model_state, parts)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(

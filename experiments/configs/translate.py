@@ -7,8 +7,12 @@ Presets (CPU-sized networks on the offline sets; the paper-size networks are the
                    cGAN + 100 L1, Adam(2e-4, 0.5)
   pix2pix_l1_only  the same U-Net trained with L1 alone (the paper's Table 1 ablation; no D)
   spade            Park et al. 2019: the SPADE generator (`spade_generator_small`, nf 8, 32 hidden)
-                   on the same label maps, hinge loss + 10 feature matching, instance-norm
-                   PatchGAN, Adam(1e-4 G, 4e-4 D, betas 0, 0.999) (appendix A's two time scales)
+                   on the same label maps against the two-scale discriminator
+                   (`spade_discriminator_small`, ndf 16), spectral norm in both, hinge loss + 10
+                   feature matching + 10 VGG (on the offline loss network `vgg19_bn_mini`, trained
+                   on the shapes images on first use, as super_resolution's; ImageNet VGG-19
+                   through perceptual.init_from, see experiments/configs/super_resolution.py),
+                   Adam(1e-4 G, 4e-4 D, betas 0, 0.999) (appendix A's two time scales)
   cyclegan         Zhu et al. 2017: 32x32 shapes_domains (shapes <-> their negatives, unpaired),
                    the 6-block ResNet generator (ngf 16), the instance-norm PatchGAN (2 layers:
                    34x34 patches for 32x32 images), LSGAN, cycle 10, identity 0.5, pool 50,
@@ -33,7 +37,7 @@ def base() -> ml_collections.ConfigDict:
       num_labels=6,  # classes of the label maps (scenes: background and five shapes)
       gan_weight=1.0,  # 0: L1 alone, no discriminator (pix2pix's ablation)
       l1_weight=100.0,  # lambda of pix2pix eq. 4
-      feature_matching_weight=10.0,  # SPADE
+      feature_matching_weight=10.0, vgg_weight=10.0,  # SPADE (vgg_weight 0: no VGG loss)
       cycle_weight=10.0, identity_weight=0.5, pool_size=50,  # CycleGAN
   ))
   c.generator = ml_collections.ConfigDict(dict(name='pix2pix_unet64'))
@@ -64,8 +68,14 @@ def pix2pix_l1_only() -> ml_collections.ConfigDict:
 def spade() -> ml_collections.ConfigDict:
   c = base()
   c.translate.update(method='spade', l1_weight=0.0)
-  c.generator = ml_collections.ConfigDict(dict(name='spade_generator_small'))
-  c.discriminator = ml_collections.ConfigDict(dict(name='patchgan_70_small', norm='instance'))
+  # The paper's pieces, named so that they can be switched off: spectral norm in G and D, 2 scales.
+  c.generator = ml_collections.ConfigDict(dict(name='spade_generator_small', spectral_norm=True))
+  c.discriminator = ml_collections.ConfigDict(dict(name='spade_discriminator_small', num_scales=2,
+                                                   spectral_norm=True))
+  c.perceptual = ml_collections.ConfigDict(dict(
+      model=dict(name='vgg19_bn_mini'), init_from='runs/vgg19_bn_mini_shapes',
+      train_preset='vgg19_bn_mini_shapes', pooling='max',
+      imagenet_inputs=False))  # True for converted torchvision VGG-19 weights
   c.optim = ml_collections.ConfigDict(dict(generator=_adam(1e-4, 0.0, 0.999),
                                            discriminator=_adam(4e-4, 0.0, 0.999)))
   return c
@@ -103,6 +113,7 @@ def tiny_spade() -> ml_collections.ConfigDict:
   c = _tiny(spade())
   c.generator.update(features=2, hidden=4)
   c.discriminator.update(features=4)
+  c.perceptual.train_preset = ''  # tests save a loss network to perceptual.init_from
   c.data.name = 'scenes_tiny'
   del c.evals['label_to_image']
   return c

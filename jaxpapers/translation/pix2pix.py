@@ -68,10 +68,22 @@ def norm_layer(norm: str, train: bool) -> Callable[[jax.Array], jax.Array]:
   raise ValueError(f'norm={norm!r}; valid: {", ".join(NORMS)}')
 
 
-def down_conv(features: int, use_bias: bool, strides: int = 2) -> nn.Conv:
-  """A 4x4 convolution with padding 1 (stride 2 halves the size)."""
-  return nn.Conv(features, (4, 4), strides=(strides, strides), padding=((1, 1), (1, 1)),
-                 use_bias=use_bias, kernel_init=WEIGHT_INIT)
+def down_conv(features: int, use_bias: bool, strides: int = 2, padding: int = 1) -> nn.Conv:
+  """A 4x4 convolution, padding 1 unless told (stride 2 then halves the size)."""
+  return nn.Conv(features, (4, 4), strides=(strides, strides),
+                 padding=((padding, padding), (padding, padding)), use_bias=use_bias,
+                 kernel_init=WEIGHT_INIT)
+
+
+def spectral(layer: nn.Module, enabled: bool, train: bool) -> Callable[[jax.Array], jax.Array]:
+  """`layer` with its weights divided by their largest singular value when `enabled` (spectral
+  normalisation, Miyato et al. 2018, arXiv:1802.05957, as SPADE's `spectral` norm options):
+  flax's `nn.SpectralNorm`, one power iteration per call, whose vector `u` (and the estimate
+  `sigma`) live in the 'batch_stats' collection and move only in training (`update_stats`).
+  The layer's parameters keep their names and count."""
+  if not enabled:
+    return layer
+  return lambda x: nn.SpectralNorm(layer)(x, update_stats=train)
 
 
 def generator_loss(fake_logits: jax.Array, fake: jax.Array, target: jax.Array,
@@ -141,23 +153,30 @@ class PatchGAN(nn.Module):
   """Images [B, H, W, C] (pix2pix: condition and image concatenated) -> patch logits [B, H', W'].
 
   `return_features=True` also returns every hidden layer's activations (for SPADE's feature
-  matching loss).
+  matching loss). SPADE's discriminator (`spade.MultiscaleDiscriminator`) is this network with
+  `padding=2`, `spectral_norm=True` on the normalised layers and `norm_bias=False`, as NVlabs/SPADE's
+  NLayerDiscriminator (its `n_layers_D = 4` counts the first layer: `num_layers=3` here).
   """
   features: int = 64  # ndf
   num_layers: int = 3  # stride-2 layers; 3 gives the 70x70 receptive field
   norm: str = 'batch'
+  padding: int = 1  # of every 4x4 convolution
+  spectral_norm: bool = False  # on the normalised (middle) layers
+  norm_bias: bool = True  # biases before instance norm (never before batch norm)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False):
-    use_bias = self.norm != 'batch'
-    h = nn.leaky_relu(down_conv(self.features, use_bias=True)(x), 0.2)
+    use_bias = self.norm != 'batch' and self.norm_bias
+    h = nn.leaky_relu(down_conv(self.features, use_bias=True, padding=self.padding)(x), 0.2)
     features = [h]
     for n in range(1, self.num_layers + 1):
       stride = 2 if n < self.num_layers else 1
-      h = down_conv(self.features * min(2 ** n, 8), use_bias=use_bias, strides=stride)(h)
+      conv = down_conv(self.features * min(2 ** n, 8), use_bias=use_bias, strides=stride,
+                       padding=self.padding)
+      h = spectral(conv, self.spectral_norm, train)(h)
       h = nn.leaky_relu(norm_layer(self.norm, train)(h), 0.2)
       features.append(h)
-    logits = down_conv(1, use_bias=True, strides=1)(h)[..., 0]
+    logits = down_conv(1, use_bias=True, strides=1, padding=self.padding)(h)[..., 0]
     return (logits, features) if return_features else logits
 
 

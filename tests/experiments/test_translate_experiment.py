@@ -1,6 +1,7 @@
 """The translation experiment: tiny pix2pix, SPADE and CycleGAN runs end to end, the L1-only
 ablation trains no discriminator, and the CycleGAN round fills its image pools."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,7 +11,7 @@ from experiments.configs import segment as segment_configs
 from experiments.configs import translate as configs
 from jaxpapers import zoo
 from jaxpapers.errors import ConfigError
-from jaxpapers.train import checkpoint, devices, loop
+from jaxpapers.train import checkpoint, devices, init_from, loop
 
 
 @pytest.fixture(scope='module')
@@ -72,15 +73,43 @@ def test_l1_only_trains_no_discriminator(data_dir, tmp_path):
   np.testing.assert_allclose(metrics['loss'], 100.0 * metrics['g_l1'], rtol=1e-6)
 
 
-def test_tiny_spade_round_uses_hinge_and_feature_matching(data_dir):
-  experiment = translate.Translate(_config('tiny_spade', data_dir), devices.make_mesh())
+@pytest.fixture(scope='module')
+def loss_network_dir(tmp_path_factory):
+  """A random-weight VGG-19-layout loss network, saved as scripts/convert.py saves weights."""
+  directory = str(tmp_path_factory.mktemp('vgg') / 'converted')
+  model = zoo.build('vgg19_bn_mini', width_divisor=16)
+  variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 3)), train=False))(
+      jax.random.key(0))
+  init_from.save_variables(directory, variables, preset='vgg19_bn_mini')
+  return directory
+
+
+def test_tiny_spade_round_uses_hinge_feature_matching_and_vgg(data_dir, loss_network_dir):
+  config = _config('tiny_spade', data_dir)
+  config.perceptual.update(model=dict(name='vgg19_bn_mini', width_divisor=16),
+                           init_from=loss_network_dir)
+  experiment = translate.Translate(config, devices.make_mesh())
   state = experiment.init(jax.random.PRNGKey(0))
   batch = next(iter(experiment.data.eval_batches(8)))
   new_state, metrics = jax.jit(experiment.train_step)(state, batch)
-  assert metrics['g_feature_matching'] > 0 and np.isfinite(metrics['discriminator_loss'])
-  np.testing.assert_allclose(metrics['loss'],
-                             metrics['g_gan'] + 10.0 * metrics['g_feature_matching'], rtol=1e-5)
+  assert metrics['g_feature_matching'] > 0 and metrics['g_vgg'] > 0
+  assert np.isfinite(metrics['discriminator_loss'])
+  np.testing.assert_allclose(
+      metrics['loss'],
+      metrics['g_gan'] + 10.0 * metrics['g_feature_matching'] + 10.0 * metrics['g_vgg'], rtol=1e-5)
   assert int(new_state.step) == 1
+  # Spectral norm's vectors u are model state, and move in each player's own update.
+  def vectors(s, player):
+    stats = s.players[player].model_state['batch_stats']
+    return {jax.tree_util.keystr(path): leaf
+            for path, leaf in jax.tree_util.tree_leaves_with_path(stats)
+            if jax.tree_util.keystr(path).endswith("kernel/u']")}
+
+  for player in ('generator', 'discriminator'):
+    before, after = vectors(state, player), vectors(new_state, player)
+    assert before and all(not np.allclose(before[k], after[k]) for k in before), player
+  assert set(new_state.players['discriminator'].model_state['batch_stats']) == {'scale_0',
+                                                                                'scale_1'}
 
 
 def test_tiny_cyclegan_fills_its_pools_and_measures_domains(data_dir, tmp_path):
@@ -105,4 +134,11 @@ def test_presets_name_zoo_networks_and_the_right_data():
   config = configs.get_config('cyclegan')
   config.data.preprocess = 'label_to_image'
   with pytest.raises(ConfigError, match='unpaired'):
+    translate.Translate(config, devices.make_mesh())
+
+
+def test_spade_needs_the_multiscale_discriminator(data_dir):
+  config = _config('tiny_spade', data_dir)
+  config.discriminator = {'name': 'patchgan_70_small'}
+  with pytest.raises(ConfigError, match='MultiscaleDiscriminator'):
     translate.Translate(config, devices.make_mesh())
