@@ -23,3 +23,18 @@ def digits_dir(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp('tfds'))
   pipeline.load_source('sklearn_digits', 'train', directory)
   return directory
+
+
+@pytest.fixture(scope='session')
+def convert_script():
+  """scripts/convert.py as a module, executed once per process: executing it again would define its
+  absl flags twice (tests/train and tests/parity both use it)."""
+  import importlib.util
+  import sys
+  if 'convert_script' not in sys.modules:
+    path = os.path.join(os.path.dirname(__file__), '..', 'scripts', 'convert.py')
+    spec = importlib.util.spec_from_file_location('convert_script', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules['convert_script'] = module
+  return sys.modules['convert_script']

@@ -4,8 +4,6 @@ The HF models are built from small configs (no download); every weight is redraw
 initialisation so the outputs are far from uniform and a misplaced weight shows.
 """
 
-import importlib.util
-import os
 import re
 
 import jax
@@ -111,13 +109,10 @@ def test_mismatched_checkpoints_fail_naming_the_problem():
     hf_convert.gpt2_params({**state, 'lm_head.weight': torch.zeros(20, 8)})
 
 
-def test_convert_script_reads_a_saved_gpt2_small(tmp_path):
+def test_convert_script_reads_a_saved_gpt2_small(tmp_path, convert_script):
   """`save_pretrained`'s model.safetensors (tied head left out) -> scripts/convert.py -> the
   gpt2_small preset, giving HF's logits."""
-  path = os.path.join(os.path.dirname(__file__), '..', '..', 'scripts', 'convert.py')
-  spec = importlib.util.spec_from_file_location('convert_script', path)
-  convert = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(convert)
+  convert = convert_script
   torch.manual_seed(0)
   hf = transformers.GPT2LMHeadModel(transformers.GPT2Config()).eval()  # the gpt2 (small) config
   hf.save_pretrained(tmp_path)

@@ -1,10 +1,7 @@
 """`init_from`: a fresh run starts from saved variables; excluded and new arrays start fresh; shape
 mismatches stop in one line; a resumed run ignores it. (Converted torchvision weights: tests/parity.)"""
 
-import importlib.util
 import logging
-import os
-import sys
 
 import chex
 import jax
@@ -131,20 +128,8 @@ def test_the_loop_starts_a_fresh_run_from_init_from_and_a_resumed_one_ignores_it
           in message), message
 
 
-def _convert_script():
-  # Once per process (sys.modules, not a cache of this module, which pytest may import twice):
-  # executing it again would define its absl flags twice.
-  if 'convert_script' not in sys.modules:
-    path = os.path.join(os.path.dirname(__file__), '..', '..', 'scripts', 'convert.py')
-    spec = importlib.util.spec_from_file_location('convert_script', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules['convert_script'] = module
-  return sys.modules['convert_script']
-
-
-def test_convert_checks_the_state_dict_against_the_preset():
-  convert = _convert_script()
+def test_convert_checks_the_state_dict_against_the_preset(convert_script):
+  convert = convert_script
   variables = jax.tree.map(np.asarray, random_variables('resnet18', seed=1))
   variables = {'params': variables['params'], 'batch_stats': variables['batch_stats']}
   state_dict = torchvision_convert.to_torchvision(zoo.build('resnet18'), variables)
