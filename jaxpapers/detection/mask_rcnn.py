@@ -269,6 +269,18 @@ def sample_rois(boxes: jax.Array, valid: jax.Array, gt_boxes: jax.Array, gt_labe
   return boxes[index], labels, gt_index[index]
 
 
+def mask_targets(gt_masks: jax.Array, rois: jax.Array, gt_index: jax.Array,
+                 size: int = 28) -> jax.Array:
+  """Mask targets [B, R, size, size]: the matched instance mask (gt_masks [B, G, H, W], index
+  gt_index [B, R]) cropped to each RoI [B, R, 4] and resized by RoIAlign (aligned=True)."""
+  b, g = gt_masks.shape[:2]
+  r = rois.shape[1]
+  instance = (jnp.arange(b)[:, None] * g + gt_index).reshape(-1)
+  targets = roi_align(gt_masks.reshape(b * g, *gt_masks.shape[2:], 1).astype(jnp.float32),
+                      rois.reshape(-1, 4), instance, (size, size), aligned=True)
+  return targets.reshape(b, r, size, size)
+
+
 def detect_boxes(class_logits: jax.Array, deltas: jax.Array, rois: jax.Array, valid: jax.Array,
                  image_size: Sequence[int], config: MaskRCNNConfig):
   """One image's detections from the box head on its proposals: logits [R, C], deltas [R, C, 4],
@@ -478,12 +490,9 @@ class MaskRCNN(nn.Module):
       mask_logits = self.mask_outputs(features, mask_rois)
       mask_logits = jnp.take_along_axis(
           mask_logits, jnp.maximum(labels[:, :m], 0)[:, :, None, None, None], -1)[..., 0]
-      b, g = gt_labels.shape
       size = mask_logits.shape[2]
-      instance = (jnp.arange(b)[:, None] * g + gt_index[:, :m]).reshape(-1)
-      targets = roi_align(gt_masks.reshape(b * g, *gt_masks.shape[2:], 1).astype(jnp.float32),
-                          mask_rois.reshape(-1, 4), instance, (size, size), aligned=True)
-      bce = optax.sigmoid_binary_cross_entropy(mask_logits, targets.reshape(mask_logits.shape))
+      targets = mask_targets(gt_masks, mask_rois, gt_index[:, :m], size)
+      bce = optax.sigmoid_binary_cross_entropy(mask_logits, targets)
       pixels = jnp.maximum(mask_positive.sum(), 1) * size * size
       terms['mask'] = jnp.sum(bce * mask_positive[:, :, None, None]) / pixels
     terms['loss'] = sum(terms.values())
