@@ -69,7 +69,7 @@ the same up to a pixel at the border).
 `maskrcnn_scenes`: the same detector for the 64x64 scenes set (5 classes):
 ResNet stages (1, 1, 1) of basic blocks (C2..C4 at strides 4, 8, 16), FPN of 64 channels with the
 P5 max-pool level, anchors of 8, 16, 32 and 48 pixels, a canonical RoI scale of 64 (the image
-size, as 224 is ImageNet's), fewer proposals and RoIs (128 per image), a 256-d box head and a mask
+size, as 224 is ImageNet's), fewer proposals and RoIs (64 per image), a 256-d box head and a mask
 head of four 32-channel convolutions; trainable batch norms (trained from scratch).
 """
 
@@ -157,14 +157,16 @@ def fpn_levels(boxes: jax.Array, canonical_scale: float = 224.0, canonical_level
 def multiscale_roi_align(features: Sequence[jax.Array], boxes: jax.Array, batch_index: jax.Array,
                          output_size: int, canonical_scale: float = 224.0,
                          canonical_level: int = 4) -> jax.Array:
-  """RoIAlign [K, s, s, C] of each box from its FPN level; features[i] is P_{2+i} (stride 2^(2+i))."""
-  levels = fpn_levels(boxes, canonical_scale, canonical_level, 2, 1 + len(features))
-  out = jnp.zeros((boxes.shape[0], output_size, output_size, features[0].shape[-1]),
-                  features[0].dtype)
-  for i, f in enumerate(features):
-    pooled = roi_align(f, boxes, batch_index, (output_size, output_size), 2.0**-(2 + i), 2)
-    out = jnp.where((levels == 2 + i)[:, None, None, None], pooled, out)
-  return out
+  """RoIAlign [K, s, s, C] of each box from its FPN level; features[i] is P_{2+i} (stride 2^(2+i)).
+  One RoIAlign over the levels zero-padded to P2's size and stacked, each box reading its own."""
+  level = fpn_levels(boxes, canonical_scale, canonical_level, 2, 1 + len(features)) - 2
+  b, height, width = features[0].shape[:3]
+  stacked = jnp.concatenate([jnp.pad(f, ((0, 0), (0, height - f.shape[1]), (0, width - f.shape[2]),
+                                         (0, 0))) for f in features])
+  sizes = jnp.array([f.shape[1:3] for f in features])
+  scales = 2.0 ** -(2.0 + jnp.arange(len(features)))
+  return roi_align(stacked, boxes, level * b + batch_index, (output_size, output_size),
+                   scales[level], 2, valid_size=sizes[level])
 
 
 def match(quality: jax.Array, valid: jax.Array, low: float, high: float,
@@ -513,7 +515,7 @@ zoo.register('fasterrcnn_resnet50_fpn', lambda: MaskRCNN(MaskRCNNConfig(masks=Fa
 MASKRCNN_SCENES = MaskRCNNConfig(
     num_classes=6, stage_sizes=(1, 1, 1), block='basic', fpn_features=64, frozen_batch_norm=False,
     anchor_sizes=(8, 16, 32, 48), rpn_pre_nms_top_n=(500, 300), rpn_post_nms_top_n=(200, 100),
-    roi_batch_size=128, representation_size=256, detection_candidates=300,
+    roi_batch_size=64, representation_size=256, detection_candidates=300,
     mask_layers=(32, 32, 32, 32), canonical_scale=64.0)
 _SCENES = 'project preset for the 64x64 scenes set'
 zoo.register('maskrcnn_scenes', lambda: MaskRCNN(MASKRCNN_SCENES),
