@@ -9,7 +9,7 @@ import pytest
 
 from jaxpapers import zoo
 from jaxpapers.detection import boxes as box_lib
-from jaxpapers.detection import mask_rcnn
+from jaxpapers.detection import mask_rcnn, roi_align
 
 
 def test_anchor_count_and_layout_per_level():
@@ -38,6 +38,22 @@ def test_fpn_level_assignment_follows_eq_1():
   np.testing.assert_array_equal(mask_rcnn.fpn_levels(boxes), [2, 2, 2, 3, 3, 4, 5, 5])
   rect = np.array([[0.0, 0.0, 448.0, 112.0]])  # sqrt(wh) = 224
   np.testing.assert_array_equal(mask_rcnn.fpn_levels(rect), [4])
+
+
+def test_multiscale_roi_align_reads_each_box_from_its_own_level():
+  rng = np.random.default_rng(0)
+  features = [jnp.asarray(rng.normal(size=(2, 32 // 2**i, 40 // 2**i, 3)), jnp.float32)
+              for i in range(3)]  # P2..P4 of a 128x160 image
+  lo = rng.uniform(-10, 120, (9, 2))
+  boxes = np.concatenate([lo, lo + np.repeat([[6.0], [20], [60]], 3, 0)], 1).astype(np.float32)
+  index = jnp.asarray(rng.integers(0, 2, 9))
+  out = mask_rcnn.multiscale_roi_align(features, boxes, index, 5, canonical_scale=32.0)
+  levels = np.asarray(mask_rcnn.fpn_levels(boxes, 32.0, 4, 2, 4))
+  np.testing.assert_array_equal(levels, [2, 2, 2, 3, 3, 3, 4, 4, 4])
+  for k, level in enumerate(levels):
+    expected = roi_align.roi_align(features[level - 2], boxes[k:k + 1], index[k:k + 1], (5, 5),
+                                   2.0**-level)
+    np.testing.assert_allclose(out[k:k + 1], expected, atol=1e-6)
 
 
 def test_sampling_respects_batch_size_and_positive_fraction():
