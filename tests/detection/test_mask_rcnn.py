@@ -1,5 +1,6 @@
 """Mask R-CNN's pieces: anchors, FPN levels, target sampling, proposals, mask targets, losses."""
 
+import dataclasses
 import functools
 
 import jax
@@ -172,3 +173,17 @@ def test_inference_outputs_have_static_shapes(tiny):
   assert out['boxes'].shape == (2, 5, 4) and out['scores'].shape == (2, 5)
   assert out['labels'].shape == (2, 5) and out['masks'].shape == (2, 5, 28, 28)
   assert bool(jnp.all((out['labels'] >= 1) & (out['labels'] < 6)))
+
+
+def test_faster_rcnn_is_mask_rcnn_without_the_mask_branch(tiny):
+  model, variables, images = tiny
+  faster = model.clone(config=dataclasses.replace(model.config, masks=False))
+  params = jax.eval_shape(faster.init, jax.random.key(0), images[:1])['params']
+  assert set(params) == {'backbone', 'rpn_head', 'box_head', 'box_predictor'}
+  assert set(variables['params']) == set(params) | {'mask_head', 'mask_predictor'}
+  out = jax.eval_shape(faster.apply, variables, images)  # extra mask variables are unused
+  assert set(out) == {'boxes', 'scores', 'labels'}
+  terms, _ = jax.eval_shape(functools.partial(faster.apply, method='losses', mutable=['batch_stats']),
+                            variables, images, jnp.zeros((2, 1, 4)), jnp.zeros((2, 1), jnp.int32),
+                            None, jax.random.key(0))
+  assert set(terms) == {'loss', 'rpn_objectness', 'rpn_box', 'classifier', 'box'}
