@@ -140,7 +140,7 @@ def tiny():
                     rpn_post_nms_top_n=(16, 8), roi_batch_size=16, representation_size=16,
                     detection_candidates=16, detections_per_image=5, mask_layers=(8,))
   images = jnp.asarray(np.random.default_rng(0).random((2, 64, 64, 3)), jnp.float32)
-  variables = model.init(jax.random.key(0), images[:1])
+  variables = jax.jit(model.init)(jax.random.key(0), images[:1])
   return model, variables, images
 
 
