@@ -1,4 +1,4 @@
-"""Object detection: SSD, DETR or Deformable DETR from the zoo on a dataset with boxes (scenes).
+"""Object detection: SSD, DETR, Deformable DETR or Mask R-CNN from the zoo on a dataset with boxes (scenes).
 
     python -m experiments.detect --config=experiments/configs/detect.py:detr_scenes \
         --workdir=runs/detr_scenes
