@@ -1,4 +1,4 @@
-"""Object detection: SSD, DETR or Deformable DETR from the zoo on a dataset with boxes (scenes).
+"""Object detection: SSD, DETR, Deformable DETR or Mask R-CNN from the zoo on a dataset with boxes (scenes).
 
     python -m experiments.detect --config=experiments/configs/detect.py:detr_scenes \
         --workdir=runs/detr_scenes
@@ -10,6 +10,12 @@
   detr   outputs {'logits', 'boxes'} of every decoder layer; the Hungarian loss summed over layers
          (`detection.detr.detr_loss`, with `config.loss` keyword arguments: Deformable DETR's
          `classification='focal', w_class=2`); detections by `detr.detections`.
+  rcnn   a two-stage detector (`detection.mask_rcnn.MaskRCNN`) computes its own losses from the
+         ground truth (`method='losses'`: RPN, box head and, with masks, mask head), drawing its
+         anchor and RoI samples from the step's key; its outputs are detections, with masks
+         (pasted into the image, threshold 0.5) for the evaluator's mask AP. Ground-truth boxes
+         stay in pixels; masks come from the batch's `instances` (preprocess
+         `instance_detection`).
 Ground-truth boxes arrive in pixels (x0, y0, x1, y1) and are normalised by the image size (SSD:
 xyxy, DETR: cxcywh). The eval step reports the loss on the test split; the `detection` evaluator
 the COCO box AP of `detect` (through pycocotools).
@@ -17,19 +23,21 @@ the COCO box AP of `detect` (through pycocotools).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from jaxpapers import zoo
 from jaxpapers.data import pipeline
 from jaxpapers.detection import boxes as box_lib
-from jaxpapers.detection import detr, ssd
+from jaxpapers.detection import detr, mask_rcnn, ssd
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import cli, optim
 from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 
-DETECTORS = ('ssd', 'detr')
+DETECTORS = ('ssd', 'detr', 'rcnn')
 
 
 class Detect(Experiment):
@@ -61,12 +69,28 @@ class Detect(Experiment):
       return {k: v.mean() for k, v in per_image.items()}
     return detr.detr_loss(outputs, batch['labels'], box_lib.xyxy_to_cxcywh(gt), **self.loss_kwargs)
 
+  def rcnn_losses(self, variables, batch, key, train: bool, mutable=False):
+    """The two-stage detector's loss terms (and its updated model state with `mutable`)."""
+    instances = batch.get('instances')
+    masks = None
+    if instances is not None:
+      slots = jnp.arange(1, batch['labels'].shape[1] + 1)
+      masks = instances[:, None] == slots[None, :, None, None]
+    return self.model.apply(variables, batch['image'], batch['boxes'], batch['labels'], masks, key,
+                            train=train, method='losses', mutable=mutable)
+
   def train_step(self, state: TrainState, batch):
     def loss_fn(params):
-      outputs, model_state = self.model.apply(
-          {'params': params, **state.model_state}, batch['image'], train=True,
-          rngs={'dropout': state.step_rng('dropout')}, mutable=list(state.model_state))
-      terms = self.losses(outputs, batch)
+      variables = {'params': params, **state.model_state}
+      mutable = list(state.model_state)
+      if self.config.detector == 'rcnn':
+        terms, model_state = self.rcnn_losses(variables, batch, state.step_rng('sampling'), True,
+                                              mutable)
+      else:
+        outputs, model_state = self.model.apply(
+            variables, batch['image'], train=True, rngs={'dropout': state.step_rng('dropout')},
+            mutable=mutable)
+        terms = self.losses(outputs, batch)
       return terms['loss'], (terms, model_state)
 
     (_, (terms, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -79,13 +103,26 @@ class Detect(Experiment):
   def eval_step(self, state: TrainState, batch):
     mask = batch['mask']
     labels = jnp.where(mask[:, None] > 0, batch['labels'], -1)  # padded examples: no objects
-    loss = self.losses(self.outputs(state, batch['image']), {**batch, 'labels': labels})['loss']
+    batch = {**batch, 'labels': labels}
+    if self.config.detector == 'rcnn':  # a fixed sample, so evaluations compare
+      variables = {'params': state.params, **state.model_state}
+      loss = self.rcnn_losses(variables, batch, jax.random.key(0), False)['loss']
+    else:
+      loss = self.losses(self.outputs(state, batch['image']), batch)['loss']
     return {'loss': loss * jnp.sum(mask), 'count': jnp.sum(mask)}
 
   def detect(self, state: TrainState, images):
-    """[N, K, 6] detections: (x0, y0, x1, y1) in pixels, score (0: none), class index."""
+    """[N, K, 6] detections: (x0, y0, x1, y1) in pixels, score (0: none), class index; for a
+    detector with masks {'detections': those, 'masks': bool [N, K, H, W]}."""
     outputs = self.outputs(state, images)
     size = self._image_shape[:2]
+    if self.config.detector == 'rcnn':
+      detections = jnp.concatenate([outputs['boxes'], outputs['scores'][..., None],
+                                    (outputs['labels'] - 1)[..., None].astype(jnp.float32)], -1)
+      if 'masks' not in outputs:
+        return detections
+      paste = jax.vmap(functools.partial(mask_rcnn.paste_masks, image_size=size))
+      return {'detections': detections, 'masks': paste(outputs['masks'], outputs['boxes']) > 0.5}
     if self.config.detector == 'ssd':
       return ssd.detections(*outputs, jnp.asarray(self.anchors), size)
     return detr.detections(outputs, size, self.loss_kwargs.get('classification', 'softmax'))

@@ -49,6 +49,7 @@ MODEL_MODULES = (
     'jaxpapers.dense.unet',
     'jaxpapers.detection.deformable_detr',
     'jaxpapers.detection.detr',
+    'jaxpapers.detection.mask_rcnn',
     'jaxpapers.detection.ssd',
     'jaxpapers.diffusion.unet',
     'jaxpapers.distill.hinton',

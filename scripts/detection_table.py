@@ -1,5 +1,6 @@
-"""Box-AP table of finished `experiments.detect` runs (markdown) and, with --curve, the AP-vs-step
-figure of those runs (e.g. DETR against Deformable DETR, the latter's faster-convergence claim).
+"""Box-AP (and, for detectors with masks, mask-AP) table of finished `experiments.detect` runs
+(markdown) and, with --curve, the AP-vs-step figure of those runs (e.g. DETR against Deformable
+DETR, the latter's faster-convergence claim).
 
     python scripts/detection_table.py runs/det_ssd runs/det_detr runs/det_deformable \
         --curve=docs/figures/detr_vs_deformable_map.png
@@ -14,8 +15,9 @@ from jaxpapers.train import metrics
 
 
 def table(workdirs: list[str]) -> None:
-  print('| run | model | steps | params | box AP | AP50 | AP75 | test loss | wall (s) |')
-  print('|---|---|---:|---:|---:|---:|---:|---:|---:|')
+  print('| run | model | steps | params | box AP | AP50 | AP75 | mask AP | mask AP50 | test loss '
+        '| wall (s) |')
+  print('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
   for workdir in workdirs:
     path = pathlib.Path(workdir) / 'results.json'
     if not path.exists():
@@ -25,7 +27,12 @@ def table(workdirs: list[str]) -> None:
     e, name = r['eval'], r['config']['model']['name']
     print(f'| {pathlib.Path(workdir).name} | `{name}` | {r["step"]} | {zoo.count_params(name):,} | '
           f'**{e["box_map_ap"]:.3f}** | {e["box_map_ap50"]:.3f} | {e["box_map_ap75"]:.3f} | '
+          f'{_optional(e, "box_map_mask_ap")} | {_optional(e, "box_map_mask_ap50")} | '
           f'{e["loss"]:.3f} | {r["wall_time_s"]:.0f} |')
+
+
+def _optional(metrics: dict, key: str) -> str:
+  return f'{metrics[key]:.3f}' if key in metrics else '-'
 
 
 def curve(workdirs: list[str], out: str) -> None:

@@ -5,12 +5,15 @@ Presets (a few minutes each on 2 CPU cores):
   detr_scenes             detr_scenes              DETR (Carion et al. 2020), ResNet-18 C3, 20 queries
   deformable_detr_scenes  deformable_detr_scenes   Deformable DETR (Zhu et al. 2020), 3 levels,
                                                    30 queries, focal loss
-  tiny_ssd, tiny_detr, tiny_deformable_detr        a few steps of shrunk models on scenes_tiny
+  maskrcnn_scenes         maskrcnn_scenes          Mask R-CNN (He et al. 2017): ResNet (1, 1, 1) + FPN,
+                                                   RPN, box and mask heads; box and mask AP
+  tiny_ssd, tiny_detr, tiny_deformable_detr, tiny_maskrcnn
+                                                   a few steps of shrunk models on scenes_tiny
 One recipe for all (AdamW 2e-4 with the backbone's rate the same, weight decay 1e-4, gradient
 clipping 0.1: DETR's sec. 4 / appendix A.4 optimiser and clipping, at a CPU batch of 32 and a cosine
 schedule instead of 500 epochs with a step at 400), so that the table in WORKSPACE.md compares
 architectures; SSD's paper recipe (SGD 1e-3) is not used either. `config.evals.box_map` is the COCO
-box AP (pycocotools) on the test split.
+box AP (pycocotools) on the test split (and the mask AP for Mask R-CNN).
 """
 
 import ml_collections
@@ -35,20 +38,26 @@ def base(model: str, detector: str, loss: dict | None = None) -> ml_collections.
       max_to_keep=1))
   c.evals = ml_collections.ConfigDict(dict(
       box_map=dict(type='detection', fn='detect', dataset='scenes', split='test')))
+  if detector == 'rcnn':  # trains on the instance masks too
+    c.data.preprocess = 'instance_detection'
   return c
 
 
 _FOCAL = dict(classification='focal', w_class=2.0)
 _PRESETS = {'ssd_scenes': ('ssd_scenes', 'ssd', None),
             'detr_scenes': ('detr_scenes', 'detr', None),
-            'deformable_detr_scenes': ('deformable_detr_scenes', 'detr', _FOCAL)}
+            'deformable_detr_scenes': ('deformable_detr_scenes', 'detr', _FOCAL),
+            'maskrcnn_scenes': ('maskrcnn_scenes', 'rcnn', None)}
 # Shrunk models for tests: overrides of the presets' fields.
 _TINY = {'ssd': dict(fc_features=16),
          'detr': dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1,
                       num_decoder_layers=1, num_queries=6, stage_sizes=(1, 1)),
          'deformable_detr': dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1,
                                  num_decoder_layers=1, num_queries=6, stage_sizes=(1, 1, 1),
-                                 num_points=2, group_norm_groups=4)}
+                                 num_points=2, group_norm_groups=4),
+         'maskrcnn': dict(fpn_features=16, rpn_pre_nms_top_n=(64, 32), rpn_post_nms_top_n=(32, 16),
+                          roi_batch_size=32, representation_size=32, detection_candidates=32,
+                          detections_per_image=10, mask_layers=(8,))}
 
 
 def tiny(kind: str) -> ml_collections.ConfigDict:

@@ -181,6 +181,12 @@ def detection_preprocess(ex: Mapping[str, Any]) -> Example:
           'boxes': np.asarray(ex['boxes'], np.float32), 'labels': np.asarray(ex['labels'], np.int32)}
 
 
+def instance_detection_preprocess(ex: Mapping[str, Any]) -> Example:
+  """`detection_preprocess` plus the instance map (uint8 [H, W]: 0 background, 1 + object slot),
+  from which two-stage detectors take each object's mask (Mask R-CNN)."""
+  return {**detection_preprocess(ex), 'instances': np.asarray(ex['instances'], np.uint8)}
+
+
 def label_to_image_preprocess(ex: Mapping[str, Any]) -> Example:
   """Paired translation from semantic maps (pix2pix, SPADE on the scenes set): the per-pixel class
   map as int32 (the model one-hot encodes it) and the target image in [-1, 1]."""
@@ -200,6 +206,7 @@ PREPROCESSORS: dict[str, Callable[[Mapping[str, Any]], Example]] = {
     'segmentation': segmentation_preprocess,
     'super_resolution_x4': style_images.super_resolution_preprocess,
     'detection': detection_preprocess,
+    'instance_detection': instance_detection_preprocess,
     'label_to_image': label_to_image_preprocess,
     'unpaired': unpaired_preprocess,
 }

@@ -67,11 +67,12 @@ class ResNetFPN(nn.Module):
   stage_sizes: Sequence[int] = (3, 4, 6, 3)
   block: str = 'bottleneck'
   features: int = 256
+  extra_max_pool: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
     stages = ResNetFeatures(self.stage_sizes, self.block, name='body')(x, train)
-    return FPN(self.features, name='fpn')(stages)
+    return FPN(self.features, self.extra_max_pool, name='fpn')(stages)
 
 
 class FPNSegmenter(nn.Module):

@@ -6,8 +6,14 @@ appendix C) used by Faster R-CNN (eq. 2) and SSD (eq. 2): for a reference (ancho
 with centre (x_a, y_a) and size (w_a, h_a), t_x = (x - x_a) / w_a, t_y = (y - y_a) / h_a,
 t_w = log(w / w_a), t_h = log(h / h_a); each divided by its `variances` (SSD's Caffe code and
 torchvision: 0.1 for centres, 0.2 for sizes; Faster R-CNN's weights (10, 10, 5, 5) are the inverses).
-`decode(encode(b, a), a) == b`. `generalized_iou` is eq. 1 of Rezatofighi et al. 2019
-(arXiv:1902.09630), which DETR's loss uses (sec. 3.1).
+`decode(encode(b, a), a) == b`; `decode(..., max_log_scale=log(1000 / 16))` clamps the size
+offsets before exponentiating, as Faster R-CNN's code (Detectron's and torchvision's
+`bbox_xform_clip`). `generalized_iou` is eq. 1 of Rezatofighi et al. 2019 (arXiv:1902.09630), which
+DETR's loss uses (sec. 3.1).
+
+`nms` is greedy non-maximum suppression (as torchvision.ops.nms / batched_nms) with static shapes:
+a keep mask instead of a list of indices; with `groups` (classes, or FPN levels for the RPN) boxes
+suppress only boxes of their own group. SSD, the RPN and Mask R-CNN's detections share it.
 """
 
 from __future__ import annotations
@@ -63,10 +69,35 @@ def encode(boxes: jax.Array, anchors: jax.Array,
 
 
 def decode(offsets: jax.Array, anchors: jax.Array,
-           variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2)) -> jax.Array:
-  """The inverse of `encode`: xyxy boxes from offsets and anchors."""
+           variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
+           max_log_scale: float | None = None) -> jax.Array:
+  """The inverse of `encode`: xyxy boxes from offsets and anchors (size offsets, once multiplied
+  by their variances, clamped to `max_log_scale` when given)."""
   t = offsets * jnp.asarray(variances, offsets.dtype)
+  if max_log_scale is not None:
+    t = jnp.concatenate([t[..., :2], jnp.minimum(t[..., 2:], max_log_scale)], -1)
   a = xyxy_to_cxcywh(anchors)
   centre = a[..., :2] + t[..., :2] * a[..., 2:]
   size = a[..., 2:] * jnp.exp(t[..., 2:])
   return cxcywh_to_xyxy(jnp.concatenate([centre, size], -1))
+
+
+def nms(boxes: jax.Array, scores: jax.Array, valid: jax.Array, iou_threshold: float,
+        groups: jax.Array | None = None) -> jax.Array:
+  """Greedy non-maximum suppression: the kept mask [N] of boxes [N, 4] with scores [N].
+
+  Visiting boxes by decreasing score, a valid box is kept unless a kept box of its group (all one
+  group when `groups` is None) overlaps it by IoU > `iou_threshold`.
+  """
+  order = jnp.argsort(-scores)
+  boxes, valid = boxes[order], valid[order]
+  overlaps = iou(boxes, boxes) > iou_threshold
+  if groups is not None:
+    groups = groups[order]
+    overlaps &= groups[:, None] == groups[None, :]
+
+  def visit(i, keep):
+    return keep.at[i].set(valid[i] & ~jnp.any(keep & overlaps[:, i]))
+
+  keep = jax.lax.fori_loop(0, boxes.shape[0], visit, jnp.zeros(boxes.shape[0], bool))
+  return jnp.zeros_like(keep).at[order].set(keep)

@@ -14,6 +14,10 @@ Mask R-CNN code) a region is at least 1x1; a sample more than one cell outside t
 one within a cell is clamped to the border. Departure: `sampling_ratio` must be positive (the
 adaptive ceil(roi_size / output_size) of sampling_ratio <= 0 makes shapes data-dependent, which
 jit cannot trace; Mask R-CNN's heads use 2).
+
+Several maps of different sizes (an FPN's levels) can be read in one call: zero-padded to a common
+size and stacked along the batch, with each RoI's `spatial_scale` and `valid_size` (the height and
+width of its own map, which set the border rules above) given per RoI.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import jax
 import jax.numpy as jnp
 
 
-def _bilinear(features: jax.Array, b: jax.Array, y: jax.Array, x: jax.Array) -> jax.Array:
-  """features [B, H, W, C] of image b at real coordinates y, x (equal shapes) -> [..., C]."""
-  h, w = features.shape[1:3]
+def _bilinear(features: jax.Array, b: jax.Array, y: jax.Array, x: jax.Array, h: jax.Array,
+              w: jax.Array) -> jax.Array:
+  """features [B, H, W, C] of image b at real coordinates y, x (equal shapes) -> [..., C], in a
+  map of valid height h and width w (arrays broadcasting with y)."""
   outside = (y < -1.0) | (y > h) | (x < -1.0) | (x > w)
   y, x = jnp.maximum(y, 0.0), jnp.maximum(x, 0.0)
   y0, x0 = jnp.floor(y).astype(jnp.int32), jnp.floor(x).astype(jnp.int32)
@@ -39,14 +44,22 @@ def _bilinear(features: jax.Array, b: jax.Array, y: jax.Array, x: jax.Array) -> 
 
 
 def roi_align(features: jax.Array, boxes: jax.Array, batch_index: jax.Array,
-              output_size: tuple[int, int], spatial_scale: float = 1.0, sampling_ratio: int = 2,
-              aligned: bool = False) -> jax.Array:
-  """features [B, H, W, C], boxes [K, 4] (x0, y0, x1, y1), batch_index [K] -> [K, ph, pw, C]."""
+              output_size: tuple[int, int], spatial_scale: float | jax.Array = 1.0,
+              sampling_ratio: int = 2, aligned: bool = False,
+              valid_size: jax.Array | None = None) -> jax.Array:
+  """features [B, H, W, C], boxes [K, 4] (x0, y0, x1, y1), batch_index [K] -> [K, ph, pw, C].
+
+  `spatial_scale` is a number or one per RoI [K]; `valid_size` [K, 2] the (height, width) of the
+  map each RoI reads (maps padded into `features`), by default all of it.
+  """
   if sampling_ratio <= 0:
     raise ValueError(f'sampling_ratio must be positive (static shapes), got {sampling_ratio}')
   ph, pw = output_size
   offset = 0.5 if aligned else 0.0
-  scaled = boxes * spatial_scale - offset
+  scaled = boxes * jnp.reshape(jnp.asarray(spatial_scale, boxes.dtype), (-1, 1)) - offset
+  if valid_size is None:
+    valid_size = jnp.broadcast_to(jnp.array(features.shape[1:3]), (boxes.shape[0], 2))
+  h, w = (valid_size[:, i, None, None, None, None] for i in range(2))
   x0, y0, x1, y1 = (scaled[:, i] for i in range(4))
   roi_w, roi_h = x1 - x0, y1 - y0
   if not aligned:
@@ -61,4 +74,4 @@ def roi_align(features: jax.Array, boxes: jax.Array, batch_index: jax.Array,
   x = xs[:, None, :, None, :]
   y, x = jnp.broadcast_arrays(y, x)  # [K, ph, pw, s, s]
   b = jnp.broadcast_to(batch_index[:, None, None, None, None], y.shape)
-  return _bilinear(features, b, y, x).mean(axis=(3, 4))
+  return _bilinear(features, b, y, x, h, w).mean(axis=(3, 4))

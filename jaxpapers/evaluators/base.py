@@ -94,8 +94,9 @@ class FrozenFeatures(Evaluator):
 
 
 def map_batches(fn: Callable[[Any, jax.Array], Any], state: Any, inputs: np.ndarray,
-                batch_size: int, mesh: jax.sharding.Mesh) -> np.ndarray:
-  """`fn(state, batch)` over `inputs` in padded batches sharded over 'data'; rows back in order.
+                batch_size: int, mesh: jax.sharding.Mesh) -> Any:
+  """`fn(state, batch)` over `inputs` in padded batches sharded over 'data'; rows back in order
+  (every array of the output when `fn` returns a pytree of arrays).
 
   Every batch has the same shape (the last is padded with copies of the first row), so `fn` is
   compiled once. `batch_size` is rounded up to a multiple of the mesh size.
@@ -108,8 +109,10 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], state: Any, inputs: np.ndar
     padded = np.concatenate([chunk, np.repeat(chunk[:1], size - len(chunk), axis=0)])
     batch = jax.make_array_from_callback(padded.shape, sharding,
                                          lambda index, rows=padded: rows[index])
-    outputs.append(np.asarray(jax.device_get(fn(state, batch)))[:len(chunk)])
-  return np.concatenate(outputs)
+    outputs.append(jax.tree.map(np.asarray, jax.device_get(fn(state, batch))))
+  # Drop the padding rows of the last batch.
+  outputs[-1] = jax.tree.map(lambda x: x[:len(inputs) - (len(outputs) - 1) * size], outputs[-1])
+  return jax.tree.map(lambda *rows: np.concatenate(rows), *outputs)
 
 
 def load_split(dataset: str, split: str, data_dir: str, keys: tuple[str, ...],

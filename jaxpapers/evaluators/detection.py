@@ -10,7 +10,9 @@ The evaluator (`config.evals` type `detection`) runs the experiment's `fn(state,
 detections [N, K, 6]` (x0, y0, x1, y1 in pixels, score, class index; rows of score <= 0 are
 empty) over a split of a dataset with `image`, `boxes` and `labels` features (the offline scenes
 set, padding labels -1) and reports `ap`, `ap50` and `ap75`; with `class_ids`, over those classes
-only (ViLD's novel classes).
+only (ViLD's novel classes). Where `fn` returns {'detections': [N, K, 6], 'masks': bool [N, K, H,
+W]} (Mask R-CNN), the mask AP (iou_type 'segm', against the dataset's `instances`) comes too, as
+`mask_ap`, `mask_ap50` and `mask_ap75`.
 """
 
 from __future__ import annotations
@@ -98,12 +100,31 @@ class Detection(Evaluator):
     self.images = data['image'].astype(np.float32) / 255.0
     self.gt = [{'boxes': boxes[labels >= 0], 'labels': labels[labels >= 0]}
                for boxes, labels in zip(data['boxes'], data['labels'])]
+    self._gt_masks = None
+
+  def gt_with_masks(self) -> list[dict]:
+    """The ground truth with each object's mask (loaded on first use)."""
+    if self._gt_masks is None:
+      c = self.config
+      instances = load_split(c['dataset'], c['split'], c['data_dir'], ('instances',))['instances']
+      self._gt_masks = [{**g, 'masks': m[None] == np.arange(1, len(g['labels']) + 1)[:, None, None]}
+                        for g, m in zip(self.gt, instances)]
+    return self._gt_masks
 
   def __call__(self, state, step, writer):
     c = self.config
     found = map_batches(self.fn, state, self.images, c['batch_size'], self.mesh)
-    detections = [{'boxes': d[d[:, 4] > 0, :4], 'scores': d[d[:, 4] > 0, 4],
-                   'labels': d[d[:, 4] > 0, 5].astype(np.int64)} for d in found]
+    masks = None
+    if isinstance(found, dict):
+      found, masks = found['detections'], found['masks']
+    kept = [d[:, 4] > 0 for d in found]
+    detections = [{'boxes': d[k, :4], 'scores': d[k, 4], 'labels': d[k, 5].astype(np.int64)}
+                  for d, k in zip(found, kept)]
     class_ids = None if c['class_ids'] is None else list(c['class_ids'])
-    return coco_map(self.gt, detections, c['num_classes'], class_ids=class_ids,
-                    image_size=self.images.shape[1:3])
+    size = self.images.shape[1:3]
+    results = coco_map(self.gt, detections, c['num_classes'], class_ids=class_ids, image_size=size)
+    if masks is not None:
+      detections = [{**d, 'masks': m[k]} for d, m, k in zip(detections, masks, kept)]
+      segm = coco_map(self.gt_with_masks(), detections, c['num_classes'], 'segm', class_ids, size)
+      results.update({f'mask_{k}': v for k, v in segm.items()})
+    return results

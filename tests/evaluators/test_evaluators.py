@@ -35,6 +35,10 @@ def test_map_batches_keeps_row_order_and_pads_to_one_shape():
   out = base.map_batches(fn, 2.0, rows, batch_size=5, mesh=devices.make_mesh())
   np.testing.assert_array_equal(out, rows * 2.0)
   assert set(calls) == {(8, 1)}  # rounded up to the 8 devices; the last batch padded
+  tree = base.map_batches(lambda state, batch: {'x': batch * state, 'big': batch[:, 0] > 10}, 2.0,
+                          rows, batch_size=5, mesh=devices.make_mesh())  # a pytree of outputs
+  np.testing.assert_array_equal(tree['x'], rows * 2.0)
+  np.testing.assert_array_equal(tree['big'], rows[:, 0] > 10)
 
 
 @pytest.fixture(scope='module')

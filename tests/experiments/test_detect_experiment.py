@@ -17,9 +17,10 @@ def data_dir(tmp_path_factory):
   return directory
 
 
-# One detector end to end (the set-prediction path: Hungarian matching inside the sharded step);
-# tiny_ssd runs the same way (checked by hand: 148 s under load 13), left out to keep the file short.
-@pytest.mark.parametrize('preset', ['tiny_deformable_detr'])
+# The set-prediction path (Hungarian matching inside the sharded step) and the two-stage path
+# (sampling from the step's key, box and mask AP); tiny_ssd runs the same way (checked by hand:
+# 148 s under load 13), left out to keep the file short.
+@pytest.mark.parametrize('preset', ['tiny_deformable_detr', 'tiny_maskrcnn'])
 def test_tiny_run_end_to_end_on_eight_devices(preset, data_dir, tmp_path):
   assert jax.device_count() == 8
   config = configs.get_config(preset)
@@ -32,11 +33,13 @@ def test_tiny_run_end_to_end_on_eight_devices(preset, data_dir, tmp_path):
   evaluation = results['eval']
   assert np.isfinite(evaluation['loss'])
   assert 0.0 <= evaluation['box_map_ap50'] <= 1.0 and 0.0 <= evaluation['box_map_ap'] <= 1.0
+  if preset == 'tiny_maskrcnn':
+    assert 0.0 <= evaluation['box_map_mask_ap50'] <= 1.0
 
 
 def test_every_preset_names_a_zoo_detector():
   from jaxpapers import zoo
-  for preset in ('ssd_scenes', 'detr_scenes', 'deformable_detr_scenes'):
+  for preset in ('ssd_scenes', 'detr_scenes', 'deformable_detr_scenes', 'maskrcnn_scenes'):
     config = configs.get_config(preset)
     assert config.model.name in zoo.names() and config.detector in detect.DETECTORS
   tiny = configs.get_config('tiny_detr')
