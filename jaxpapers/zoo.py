@@ -49,6 +49,8 @@ MODEL_MODULES = (
     'jaxpapers.dense.unet',
     'jaxpapers.detection.deformable_detr',
     'jaxpapers.detection.detr',
+    'jaxpapers.detection.relationnet_pp',
+    'jaxpapers.detection.retinanet',
     'jaxpapers.detection.ssd',
     'jaxpapers.diffusion.unet',
     'jaxpapers.distill.hinton',

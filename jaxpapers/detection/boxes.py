@@ -6,7 +6,9 @@ appendix C) used by Faster R-CNN (eq. 2) and SSD (eq. 2): for a reference (ancho
 with centre (x_a, y_a) and size (w_a, h_a), t_x = (x - x_a) / w_a, t_y = (y - y_a) / h_a,
 t_w = log(w / w_a), t_h = log(h / h_a); each divided by its `variances` (SSD's Caffe code and
 torchvision: 0.1 for centres, 0.2 for sizes; Faster R-CNN's weights (10, 10, 5, 5) are the inverses).
-`decode(encode(b, a), a) == b`. `generalized_iou` is eq. 1 of Rezatofighi et al. 2019
+`decode(encode(b, a), a) == b`. `class_aware_nms` is the greedy non-maximum suppression within each
+class that SSD and RetinaNet read their detections out with, on a fixed number of candidates.
+`generalized_iou` is eq. 1 of Rezatofighi et al. 2019
 (arXiv:1902.09630), which DETR's loss uses (sec. 3.1).
 """
 
@@ -70,3 +72,15 @@ def decode(offsets: jax.Array, anchors: jax.Array,
   centre = a[..., :2] + t[..., :2] * a[..., 2:]
   size = a[..., 2:] * jnp.exp(t[..., 2:])
   return cxcywh_to_xyxy(jnp.concatenate([centre, size], -1))
+
+
+def class_aware_nms(boxes: jax.Array, scores: jax.Array, labels: jax.Array, iou_threshold: float,
+                    score_threshold: float) -> jax.Array:
+  """Which of N candidates (boxes [N, 4], scores [N] in decreasing order, labels [N]) are kept [N]:
+  each one above `score_threshold` unless a kept one of its class overlaps it by > `iou_threshold`."""
+  overlaps = (iou(boxes, boxes) > iou_threshold) & (labels[:, None] == labels[None, :])
+
+  def visit(i, keep):
+    return keep.at[i].set((scores[i] > score_threshold) & ~jnp.any(keep & overlaps[:, i]))
+
+  return jax.lax.fori_loop(0, scores.shape[0], visit, jnp.zeros(scores.shape[0], bool))

@@ -144,12 +144,7 @@ def detections(class_logits: jax.Array, box_offsets: jax.Array, anchors: jax.Arr
     boxes = jnp.clip(box_lib.decode(offsets, anchors), 0.0, 1.0)
     scores, index = jax.lax.top_k(prob.reshape(-1), top_k)
     labels, boxes = index % num_classes, boxes[index // num_classes]
-    overlaps = (box_lib.iou(boxes, boxes) > iou_threshold) & (labels[:, None] == labels[None, :])
-
-    def visit(i, keep):  # candidates in decreasing score: kept unless a kept one overlaps it
-      return keep.at[i].set((scores[i] > score_threshold) & ~jnp.any(keep & overlaps[:, i]))
-
-    keep = jax.lax.fori_loop(0, top_k, visit, jnp.zeros(top_k, bool))
+    keep = box_lib.class_aware_nms(boxes, scores, labels, iou_threshold, score_threshold)
     pixels = boxes * jnp.array([w, h, w, h], boxes.dtype)
     return jnp.concatenate([pixels, jnp.where(keep, scores, 0.0)[:, None],
                             labels[:, None].astype(boxes.dtype)], -1)
