@@ -1,4 +1,5 @@
-"""Object detection: SSD, DETR or Deformable DETR from the zoo on a dataset with boxes (scenes).
+"""Object detection: SSD, DETR, Deformable DETR, RetinaNet or RelationNet++ from the zoo on a
+dataset with boxes (scenes).
 
     python -m experiments.detect --config=experiments/configs/detect.py:detr_scenes \
         --workdir=runs/detr_scenes
@@ -10,9 +11,12 @@
   detr   outputs {'logits', 'boxes'} of every decoder layer; the Hungarian loss summed over layers
          (`detection.detr.detr_loss`, with `config.loss` keyword arguments: Deformable DETR's
          `classification='focal', w_class=2`); detections by `detr.detections`.
+  dense  anchor-based dense detectors that own their loss and read-out (RetinaNet, with or without
+         RelationNet++'s BVR): outputs {'logits', 'offsets', ...}; `model.loss` on boxes in
+         pixels, `model.detections`.
 Ground-truth boxes arrive in pixels (x0, y0, x1, y1) and are normalised by the image size (SSD:
-xyxy, DETR: cxcywh). The eval step reports the loss on the test split; the `detection` evaluator
-the COCO box AP of `detect` (through pycocotools).
+xyxy, DETR: cxcywh; dense detectors keep pixels). The eval step reports the loss on the test split;
+the `detection` evaluator the COCO box AP of `detect` (through pycocotools).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from jaxpapers.train import cli, optim
 from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 
-DETECTORS = ('ssd', 'detr')
+DETECTORS = ('ssd', 'detr', 'dense')
 
 
 class Detect(Experiment):
@@ -52,6 +56,8 @@ class Detect(Experiment):
 
   def losses(self, outputs, batch) -> dict[str, jax.Array]:
     """The detector's loss and its terms on one batch (examples with no objects add nothing)."""
+    if self.config.detector == 'dense':
+      return self.model.loss(outputs, batch['boxes'], batch['labels'])
     h, w = self._image_shape[:2]
     gt = batch['boxes'] / jnp.array([w, h, w, h], jnp.float32)
     if self.config.detector == 'ssd':
@@ -86,6 +92,8 @@ class Detect(Experiment):
     """[N, K, 6] detections: (x0, y0, x1, y1) in pixels, score (0: none), class index."""
     outputs = self.outputs(state, images)
     size = self._image_shape[:2]
+    if self.config.detector == 'dense':
+      return self.model.detections(outputs)
     if self.config.detector == 'ssd':
       return ssd.detections(*outputs, jnp.asarray(self.anchors), size)
     return detr.detections(outputs, size, self.loss_kwargs.get('classification', 'softmax'))

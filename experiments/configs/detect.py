@@ -5,7 +5,10 @@ Presets (a few minutes each on 2 CPU cores):
   detr_scenes             detr_scenes              DETR (Carion et al. 2020), ResNet-18 C3, 20 queries
   deformable_detr_scenes  deformable_detr_scenes   Deformable DETR (Zhu et al. 2020), 3 levels,
                                                    30 queries, focal loss
-  tiny_ssd, tiny_detr, tiny_deformable_detr        a few steps of shrunk models on scenes_tiny
+  retinanet_scenes        retinanet_scenes         RetinaNet (Lin et al. 2017), ResNet + FPN P2-P4
+  retinanet_bvr_scenes    retinanet_bvr_scenes     the same with RelationNet++'s BVR (Chi et al. 2020)
+  tiny_ssd, tiny_detr, tiny_deformable_detr, tiny_retinanet, tiny_retinanet_bvr
+                                                   a few steps of shrunk models on scenes_tiny
 One recipe for all (AdamW 2e-4 with the backbone's rate the same, weight decay 1e-4, gradient
 clipping 0.1: DETR's sec. 4 / appendix A.4 optimiser and clipping, at a CPU batch of 32 and a cosine
 schedule instead of 500 epochs with a step at 400), so that the table in WORKSPACE.md compares
@@ -41,14 +44,18 @@ def base(model: str, detector: str, loss: dict | None = None) -> ml_collections.
 _FOCAL = dict(classification='focal', w_class=2.0)
 _PRESETS = {'ssd_scenes': ('ssd_scenes', 'ssd', None),
             'detr_scenes': ('detr_scenes', 'detr', None),
-            'deformable_detr_scenes': ('deformable_detr_scenes', 'detr', _FOCAL)}
+            'deformable_detr_scenes': ('deformable_detr_scenes', 'detr', _FOCAL),
+            'retinanet_scenes': ('retinanet_scenes', 'dense', None),
+            'retinanet_bvr_scenes': ('retinanet_bvr_scenes', 'dense', None)}
 # Shrunk models for tests: overrides of the presets' fields.
 _TINY = {'ssd': dict(fc_features=16),
          'detr': dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1,
                       num_decoder_layers=1, num_queries=6, stage_sizes=(1, 1)),
          'deformable_detr': dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1,
                                  num_decoder_layers=1, num_queries=6, stage_sizes=(1, 1, 1),
-                                 num_points=2, group_norm_groups=4)}
+                                 num_points=2, group_norm_groups=4),
+         'retinanet': dict(features=16, num_convs=1),
+         'retinanet_bvr': dict(features=16, num_convs=1)}
 
 
 def tiny(kind: str) -> ml_collections.ConfigDict:

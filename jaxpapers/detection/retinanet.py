@@ -34,7 +34,7 @@ arXiv:1708.02002).
   BatchNorm (as for `detr_resnet50`). `retinanet_scenes`: the same detector for the 64x64 scenes
   set (objects of 8 to 35 pixels): a ResNet with three basic-block stages (one block each),
   P2-P4 (strides 4, 8, 16: 16x16 to 4x4 maps) of 64 channels, anchor sizes 8, 16, 32 with the
-  paper's scales and ratios.
+  paper's scales and ratios, 100 candidates per level at inference (scenes hold 1 to 4 objects).
 Departures: anchor centres at (i + 0.5) * stride (torchvision and Detectron put them at
 i * stride and round the anchor shapes); no image resizing or flipping lives here; `train` runs
 the backbone's batch norms in training mode (the paper freezes an ImageNet backbone's).
@@ -200,6 +200,7 @@ class RetinaNet(nn.Module):
   anchor_scales: Sequence[float] = ANCHOR_SCALES
   anchor_ratios: Sequence[float] = ANCHOR_RATIOS
   image_size: Sequence[int] = (800, 800)  # the anchors' image
+  pre_nms_top_k: int = 1000  # candidates per level at inference
   bvr: Any = None  # relationnet_pp.BVR, or None for the plain detector
 
   @property
@@ -259,7 +260,7 @@ class RetinaNet(nn.Module):
   def detections(self, outputs: dict[str, jax.Array], **kwargs) -> jax.Array:
     level_anchors = [h * w * self.num_anchors for h, w, _ in self.levels()]
     return detections(outputs['logits'], outputs['offsets'], jnp.asarray(self.anchors()),
-                      level_anchors, self.image_size, **kwargs)
+                      level_anchors, self.image_size, self.pre_nms_top_k, **kwargs)
 
 
 _PAPER = 'Focal Loss for Dense Object Detection (Lin et al. 2017, arXiv:1708.02002)'
@@ -269,7 +270,7 @@ zoo.register('retinanet_resnet50_fpn', lambda: RetinaNet(), inputs=zoo.image_inp
                               'parameters plus the backbone BN scale/bias (53,120, '
                               'FrozenBatchNorm2d buffers there)')
 SCENES = dict(num_classes=5, stage_sizes=(1, 1, 1), block='basic', features=64, first_level=2,
-              extra_levels=0, anchor_sizes=(8.0, 16.0, 32.0), image_size=(64, 64))
+              extra_levels=0, anchor_sizes=(8.0, 16.0, 32.0), image_size=(64, 64), pre_nms_top_k=100)
 zoo.register('retinanet_scenes', lambda: RetinaNet(**SCENES), inputs=zoo.image_input(64, 64, 3),
              apply_kwargs={'train': False}, paper=_PAPER, reference_params=None,
              reference_source='project preset for the 64x64 scenes set')
