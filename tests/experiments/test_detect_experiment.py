@@ -17,9 +17,10 @@ def data_dir(tmp_path_factory):
   return directory
 
 
-# One detector end to end (the set-prediction path: Hungarian matching inside the sharded step);
-# tiny_ssd runs the same way (checked by hand: 148 s under load 13), left out to keep the file short.
-@pytest.mark.parametrize('preset', ['tiny_deformable_detr'])
+# The set-prediction path (Hungarian matching inside the sharded step) and the dense path
+# (RetinaNet with BVR: anchors, focal loss, keypoint loss, per-level top-k and NMS); tiny_ssd and
+# tiny_retinanet run the same way (checked by hand), left out to keep the file short.
+@pytest.mark.parametrize('preset', ['tiny_deformable_detr', 'tiny_retinanet_bvr'])
 def test_tiny_run_end_to_end_on_eight_devices(preset, data_dir, tmp_path):
   assert jax.device_count() == 8
   config = configs.get_config(preset)
@@ -36,7 +37,8 @@ def test_tiny_run_end_to_end_on_eight_devices(preset, data_dir, tmp_path):
 
 def test_every_preset_names_a_zoo_detector():
   from jaxpapers import zoo
-  for preset in ('ssd_scenes', 'detr_scenes', 'deformable_detr_scenes'):
+  for preset in ('ssd_scenes', 'detr_scenes', 'deformable_detr_scenes', 'retinanet_scenes',
+                 'retinanet_bvr_scenes'):
     config = configs.get_config(preset)
     assert config.model.name in zoo.names() and config.detector in detect.DETECTORS
   tiny = configs.get_config('tiny_detr')
