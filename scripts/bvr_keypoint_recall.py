@@ -5,7 +5,10 @@
 On the scenes test split, per key type (top-left, bottom-right, centre): the fraction of
 ground-truth points with one of the 50 selected keys (location + predicted offset) within 4 pixels
 (one P2 stride), against 50 random locations; and the precision of the heatmap's top keys (as many
-as the image has objects): the fraction within 4 pixels of a ground-truth point.
+as the image has objects): the fraction within 4 pixels of a ground-truth point. Then the box AP
+of the trained weights as they are and with BVR's attention outputs zeroed (its output
+projections set to 0: the base RetinaNet path of the same weights), to see how much the trained
+detector relies on the keys.
 """
 
 import sys
@@ -17,6 +20,8 @@ import numpy as np
 from experiments import detect
 from experiments.configs import detect as configs
 from jaxpapers.detection import relationnet_pp as rpp
+from jaxpapers.evaluators import detection
+from jaxpapers.evaluators.base import load_split
 from jaxpapers.train import checkpoint, devices
 
 RADIUS = 4.0
@@ -48,6 +53,21 @@ def main(workdir: str) -> None:
         recall[key_type] += list(_near(found[order[:50]], truth[key_type]).any(0))
         chance[key_type] += list(_near(random, truth[key_type]).any(0))
         precision[key_type] += list(_near(found[order[:valid.sum()]], truth[key_type]).any(1))
+  report(recall, chance, precision)
+  data = load_split('scenes', 'test', '', ('image', 'boxes', 'labels'))
+  gt = [{'boxes': b[lb >= 0], 'labels': lb[lb >= 0]} for b, lb in zip(data['boxes'], data['labels'])]
+  detect_fn = jax.jit(lambda v, x: exp.model.detections(exp.model.apply(v, x, train=False)))
+  zeroed = jax.tree_util.tree_map_with_path(
+      lambda path, x: np.zeros_like(x) if "'out'" in jax.tree_util.keystr(path) else x, variables)
+  for name, v in (('as trained', variables), ('BVR outputs zeroed', zeroed)):
+    found = np.concatenate([detect_fn(v, data['image'][i:i + 100].astype(np.float32) / 255.0)
+                            for i in range(0, len(data['image']), 100)])
+    found = [{'boxes': d[d[:, 4] > 0, :4], 'scores': d[d[:, 4] > 0, 4],
+              'labels': d[d[:, 4] > 0, 5].astype(np.int64)} for d in found]
+    print(name, detection.coco_map(gt, found, 5, image_size=data['image'].shape[1:3]))
+
+
+def report(recall, chance, precision) -> None:
   for t in rpp.KEY_TYPES:
     print(f'{t}: recall of the 50 keys {np.mean(recall[t]):.3f} (50 random locations '
           f'{np.mean(chance[t]):.3f}), precision of the top keys {np.mean(precision[t]):.3f}, '
