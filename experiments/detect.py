@@ -1,4 +1,5 @@
-"""Object detection: SSD, DETR, Deformable DETR or Mask R-CNN from the zoo on a dataset with boxes (scenes).
+"""Object detection: SSD, DETR, Deformable DETR, Mask R-CNN, RetinaNet or RelationNet++ from the
+zoo on a dataset with boxes (scenes).
 
     python -m experiments.detect --config=experiments/configs/detect.py:detr_scenes \
         --workdir=runs/detr_scenes
@@ -16,9 +17,12 @@
          (pasted into the image, threshold 0.5) for the evaluator's mask AP. Ground-truth boxes
          stay in pixels; masks come from the batch's `instances` (preprocess
          `instance_detection`).
+  dense  anchor-based dense detectors that own their loss and read-out (RetinaNet, with or without
+         RelationNet++'s BVR): outputs {'logits', 'offsets', ...}; `model.loss` on boxes in
+         pixels, `model.detections`.
 Ground-truth boxes arrive in pixels (x0, y0, x1, y1) and are normalised by the image size (SSD:
-xyxy, DETR: cxcywh). The eval step reports the loss on the test split; the `detection` evaluator
-the COCO box AP of `detect` (through pycocotools).
+xyxy, DETR: cxcywh; dense detectors keep pixels). The eval step reports the loss on the test split;
+the `detection` evaluator the COCO box AP of `detect` (through pycocotools).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from jaxpapers.train import cli, optim
 from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 
-DETECTORS = ('ssd', 'detr', 'rcnn')
+DETECTORS = ('ssd', 'detr', 'rcnn', 'dense')
 
 
 class Detect(Experiment):
@@ -60,6 +64,8 @@ class Detect(Experiment):
 
   def losses(self, outputs, batch) -> dict[str, jax.Array]:
     """The detector's loss and its terms on one batch (examples with no objects add nothing)."""
+    if self.config.detector == 'dense':
+      return self.model.loss(outputs, batch['boxes'], batch['labels'])
     h, w = self._image_shape[:2]
     gt = batch['boxes'] / jnp.array([w, h, w, h], jnp.float32)
     if self.config.detector == 'ssd':
@@ -123,6 +129,8 @@ class Detect(Experiment):
         return detections
       paste = jax.vmap(functools.partial(mask_rcnn.paste_masks, image_size=size))
       return {'detections': detections, 'masks': paste(outputs['masks'], outputs['boxes']) > 0.5}
+    if self.config.detector == 'dense':
+      return self.model.detections(outputs)
     if self.config.detector == 'ssd':
       return ssd.detections(*outputs, jnp.asarray(self.anchors), size)
     return detr.detections(outputs, size, self.loss_kwargs.get('classification', 'softmax'))

@@ -50,6 +50,8 @@ MODEL_MODULES = (
     'jaxpapers.detection.deformable_detr',
     'jaxpapers.detection.detr',
     'jaxpapers.detection.mask_rcnn',
+    'jaxpapers.detection.relationnet_pp',
+    'jaxpapers.detection.retinanet',
     'jaxpapers.detection.ssd',
     'jaxpapers.diffusion.unet',
     'jaxpapers.distill.hinton',

@@ -7,7 +7,9 @@ Presets (a few minutes each on 2 CPU cores):
                                                    30 queries, focal loss
   maskrcnn_scenes         maskrcnn_scenes          Mask R-CNN (He et al. 2017): ResNet (1, 1, 1) + FPN,
                                                    RPN, box and mask heads; box and mask AP
-  tiny_ssd, tiny_detr, tiny_deformable_detr, tiny_maskrcnn
+  retinanet_scenes        retinanet_scenes         RetinaNet (Lin et al. 2017), ResNet + FPN P2-P4
+  retinanet_bvr_scenes    retinanet_bvr_scenes     the same with RelationNet++'s BVR (Chi et al. 2020)
+  tiny_ssd, tiny_detr, tiny_deformable_detr, tiny_maskrcnn, tiny_retinanet, tiny_retinanet_bvr
                                                    a few steps of shrunk models on scenes_tiny
 One recipe for all (AdamW 2e-4 with the backbone's rate the same, weight decay 1e-4, gradient
 clipping 0.1: DETR's sec. 4 / appendix A.4 optimiser and clipping, at a CPU batch of 32 and a cosine
@@ -47,7 +49,9 @@ _FOCAL = dict(classification='focal', w_class=2.0)
 _PRESETS = {'ssd_scenes': ('ssd_scenes', 'ssd', None),
             'detr_scenes': ('detr_scenes', 'detr', None),
             'deformable_detr_scenes': ('deformable_detr_scenes', 'detr', _FOCAL),
-            'maskrcnn_scenes': ('maskrcnn_scenes', 'rcnn', None)}
+            'maskrcnn_scenes': ('maskrcnn_scenes', 'rcnn', None),
+            'retinanet_scenes': ('retinanet_scenes', 'dense', None),
+            'retinanet_bvr_scenes': ('retinanet_bvr_scenes', 'dense', None)}
 # Shrunk models for tests: overrides of the presets' fields.
 _TINY = {'ssd': dict(fc_features=16),
          'detr': dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1,
@@ -57,7 +61,9 @@ _TINY = {'ssd': dict(fc_features=16),
                                  num_points=2, group_norm_groups=4),
          'maskrcnn': dict(fpn_features=16, rpn_pre_nms_top_n=(64, 32), rpn_post_nms_top_n=(32, 16),
                           roi_batch_size=32, representation_size=32, detection_candidates=32,
-                          detections_per_image=10, mask_layers=(8,))}
+                          detections_per_image=10, mask_layers=(8,)),
+         'retinanet': dict(features=16, num_convs=1),
+         'retinanet_bvr': dict(features=16, num_convs=1)}
 
 
 def tiny(kind: str) -> ml_collections.ConfigDict:

@@ -2,8 +2,10 @@
 
 `from_torchvision(model, state_dict)` turns a torchvision model's `state_dict()` (names -> numpy
 arrays) into Flax variables {'params', 'batch_stats'} for `ResNet` (torchvision's resnet*,
-wide_resnet*, resnext*), `VGG` (vgg*, vgg*_bn), `AlexNet`, `GoogLeNet` and `jaxpapers.dense.fcn.FCN`
-(fcn_resnet50/101, matched by class name: the convnet zoo does not import the dense family);
+wide_resnet*, resnext*), `VGG` (vgg*, vgg*_bn), `AlexNet`, `GoogLeNet`, `jaxpapers.dense.fcn.FCN`
+(fcn_resnet50/101) and `jaxpapers.detection.retinanet.RetinaNet` (retinanet_resnet50_fpn, whose
+FPN and heads are renamed by `_RETINANET_NAMES`), the last two matched by class name: the convnet
+zoo does not import the dense or detection families;
 `to_torchvision` is the inverse (its output loads into torchvision with
 `load_state_dict(..., strict=True)` once made into tensors). Parity on random weights is tested
 in tests/parity (needs torchvision).
@@ -44,6 +46,15 @@ _TORCH_LEAF = {('params', 'kernel'): 'weight', ('params', 'bias'): 'bias',
                ('params', 'scale'): 'weight', ('batch_stats', 'mean'): 'running_mean',
                ('batch_stats', 'var'): 'running_var'}
 _NUM_BATCHES = 'num_batches_tracked'
+# RetinaNet's module paths (after `torch_module_name`) -> torchvision's.
+_RETINANET_NAMES = (
+    (r'^backbone\.fpn\.lateral(\d+)$', r'backbone.fpn.inner_blocks.\1.0'),
+    (r'^backbone\.fpn\.output(\d+)$', r'backbone.fpn.layer_blocks.\1.0'),
+    (r'^backbone\.fpn\.extra0$', 'backbone.fpn.extra_blocks.p6'),
+    (r'^backbone\.fpn\.extra1$', 'backbone.fpn.extra_blocks.p7'),
+    (r'^(classification|regression)_head\.convs\.(\d+)$', r'head.\1_head.conv.\2.0'),
+    (r'^classification_head\.predictor$', 'head.classification_head.cls_logits'),
+    (r'^regression_head\.predictor$', 'head.regression_head.bbox_reg'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,26 +109,32 @@ def _flattened_inputs(model: nn.Module) -> dict[tuple[str, ...], tuple[int, int,
     return {('classifier_0',): (512, 7, 7)}
   if isinstance(model, GoogLeNet):
     return {('aux1', 'fc1'): (128, 4, 4), ('aux2', 'fc1'): (128, 4, 4)}
-  if isinstance(model, ResNet) or type(model).__name__ == 'FCN':  # jaxpapers.dense.fcn.FCN
+  if isinstance(model, ResNet) or type(model).__name__ in ('FCN', 'RetinaNet'):
     return {}
   raise TypeError(f'no torchvision counterpart for {type(model).__name__}; '
-                  'supported: ResNet, VGG, AlexNet, GoogLeNet, FCN')
+                  'supported: ResNet, VGG, AlexNet, GoogLeNet, FCN, RetinaNet')
 
 
 @functools.lru_cache(maxsize=8)
 def _leaves(model: nn.Module) -> tuple[_Leaf, ...]:
   # Cached: tracing `init` of a deep model takes seconds, and modules compare by their fields.
   flattened = _flattened_inputs(model)
-  # Every supported model's parameters are independent of the input size; 224 is torchvision's.
+  # Every supported model's parameters are independent of the input size; 224 is torchvision's
+  # (RetinaNet checks its input against its anchors' image size).
+  height, width = getattr(model, 'image_size', (224, 224))
   template = jax.eval_shape(
       functools.partial(model.init, train=False),
       {'params': jax.random.key(0), 'dropout': jax.random.key(1)},
-      jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
+      jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32))
+  renames = _RETINANET_NAMES if type(model).__name__ == 'RetinaNet' else ()
   leaves = []
   for collection in ('params', 'batch_stats'):
     for path, leaf in traverse_util.flatten_dict(template.get(collection, {})).items():
       module = path[:-1]
-      key = f'{torch_module_name(module)}.{_TORCH_LEAF[collection, path[-1]]}'
+      name = torch_module_name(module)
+      for pattern, replacement in renames:
+        name = re.sub(pattern, replacement, name)
+      key = f'{name}.{_TORCH_LEAF[collection, path[-1]]}'
       leaves.append(_Leaf(collection, path, key, tuple(leaf.shape), flattened.get(module)))
   return tuple(leaves)
 

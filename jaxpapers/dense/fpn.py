@@ -8,7 +8,10 @@ the next finer lateral map; a 3x3 convolution on every merged map gives P2..P5 (
 aliasing effect of upsampling"). No non-linearities in these extra layers (sec. 3: "we have
 found their impacts minor"). Both convolutions have biases, as torchvision's
 FeaturePyramidNetwork; `extra_max_pool` adds P6 as a stride-2 subsampling of P5 (sec. 4.1, for the
-RPN; torchvision's LastLevelMaxPool, a 1x1 max pool of stride 2).
+RPN; torchvision's LastLevelMaxPool, a 1x1 max pool of stride 2). `extra_convs` adds coarser levels
+by 3x3 stride-2 convolutions, the first on P5 and each later one after a ReLU: RetinaNet's P6 and P7
+(Lin et al. 2017, arXiv:1708.02002, sec. 4 "Feature Pyramid Network Backbone"; torchvision's
+LastLevelP6P7 with in_channels == out_channels, which takes P5 rather than the paper's C5).
 
 `FPNSegmenter` puts a semantic head on a ResNet + FPN, the simple form of Panoptic FPN's (Kirillov
 et al. 2019, arXiv:1901.02446, sec. 3): every P_i is upsampled (bilinear) to P2's size and summed,
@@ -45,9 +48,11 @@ def _nearest_2x(x: jax.Array, height: int, width: int) -> jax.Array:
 
 
 class FPN(nn.Module):
-  """C2..C5 (finest first) -> P2..P5 (and P6 with `extra_max_pool`), all with `features` channels."""
+  """C2..C5 (finest first) -> P2..P5 (and P6 with `extra_max_pool`; `extra_convs` more levels),
+  all with `features` channels."""
   features: int = 256
   extra_max_pool: bool = False
+  extra_convs: int = 0
 
   @nn.compact
   def __call__(self, inputs: Sequence[jax.Array]) -> list[jax.Array]:
@@ -59,20 +64,27 @@ class FPN(nn.Module):
                for i, m in enumerate(merged)]
     if self.extra_max_pool:
       outputs.append(outputs[-1][:, ::2, ::2])
+    for i in range(self.extra_convs):
+      x = outputs[-1] if i == 0 else nn.relu(outputs[-1])
+      outputs.append(nn.Conv(self.features, (3, 3), strides=2, padding=1, name=f'extra{i}')(x))
     return outputs
 
 
 class ResNetFPN(nn.Module):
-  """A ResNet trunk (C2..C5) and its FPN."""
+  """A ResNet trunk (C2..C5) and its FPN over the stages from `first_stage` on (1: C3..C5, as
+  RetinaNet's)."""
   stage_sizes: Sequence[int] = (3, 4, 6, 3)
   block: str = 'bottleneck'
   features: int = 256
   extra_max_pool: bool = False
+  first_stage: int = 0
+  extra_convs: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
     stages = ResNetFeatures(self.stage_sizes, self.block, name='body')(x, train)
-    return FPN(self.features, self.extra_max_pool, name='fpn')(stages)
+    return FPN(self.features, self.extra_max_pool, self.extra_convs, name='fpn')(
+        stages[self.first_stage:])
 
 
 class FPNSegmenter(nn.Module):

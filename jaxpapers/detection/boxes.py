@@ -13,7 +13,7 @@ DETR's loss uses (sec. 3.1).
 
 `nms` is greedy non-maximum suppression (as torchvision.ops.nms / batched_nms) with static shapes:
 a keep mask instead of a list of indices; with `groups` (classes, or FPN levels for the RPN) boxes
-suppress only boxes of their own group. SSD, the RPN and Mask R-CNN's detections share it.
+suppress only boxes of their own group. SSD, RetinaNet, the RPN and Mask R-CNN's detections share it.
 """
 
 from __future__ import annotations

@@ -17,10 +17,11 @@ def data_dir(tmp_path_factory):
   return directory
 
 
-# The set-prediction path (Hungarian matching inside the sharded step) and the two-stage path
-# (sampling from the step's key, box and mask AP); tiny_ssd runs the same way (checked by hand:
-# 148 s under load 13), left out to keep the file short.
-@pytest.mark.parametrize('preset', ['tiny_deformable_detr', 'tiny_maskrcnn'])
+# The set-prediction path (Hungarian matching inside the sharded step), the two-stage path
+# (sampling from the step's key, box and mask AP) and the dense path (RetinaNet with BVR:
+# anchors, focal and keypoint losses, per-level top-k and NMS); tiny_ssd and tiny_retinanet
+# run the same way (checked by hand), left out to keep the file short.
+@pytest.mark.parametrize('preset', ['tiny_deformable_detr', 'tiny_maskrcnn', 'tiny_retinanet_bvr'])
 def test_tiny_run_end_to_end_on_eight_devices(preset, data_dir, tmp_path):
   assert jax.device_count() == 8
   config = configs.get_config(preset)
@@ -39,7 +40,8 @@ def test_tiny_run_end_to_end_on_eight_devices(preset, data_dir, tmp_path):
 
 def test_every_preset_names_a_zoo_detector():
   from jaxpapers import zoo
-  for preset in ('ssd_scenes', 'detr_scenes', 'deformable_detr_scenes', 'maskrcnn_scenes'):
+  for preset in ('ssd_scenes', 'detr_scenes', 'deformable_detr_scenes', 'maskrcnn_scenes',
+                 'retinanet_scenes', 'retinanet_bvr_scenes'):
     config = configs.get_config(preset)
     assert config.model.name in zoo.names() and config.detector in detect.DETECTORS
   tiny = configs.get_config('tiny_detr')
