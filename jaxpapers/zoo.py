@@ -51,6 +51,7 @@ MODEL_MODULES = (
     'jaxpapers.detection.detr',
     'jaxpapers.detection.mask_rcnn',
     'jaxpapers.detection.ssd',
+    'jaxpapers.detection.vild',
     'jaxpapers.diffusion.unet',
     'jaxpapers.distill.hinton',
     'jaxpapers.gans.cgan',
