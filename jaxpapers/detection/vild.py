@@ -15,23 +15,27 @@ backbone, RPN, RoI sampling and box head are used unchanged).
   image and the teacher's (CLIP image tower's) normalised embeddings of those proposals' crops,
   summed over the embedding and averaged over the proposals, `image_distillation_loss`.
   `teacher_embeddings` computes the teacher targets: each box cropped from the image by RoIAlign
-  (aligned, to the tower's input size) and encoded; with `enlarge` (paper: 1.5, sec. 4 "Implementation
-  details") the crop of the box enlarged about its centre (clipped to the image) is encoded too and
-  the two normalised embeddings are summed (and the sum normalised again, as the region embedding it
-  is compared with is a unit vector). The paper computes these offline (M proposals per image, once);
-  so should an experiment, since the teacher is frozen.
-* Loss (sec. 3.4, "ViLD"): L = L_ViLD-text + w L_ViLD-image (paper: w = 0.5 on LVIS) plus the RPN's
-  losses and the box regression; the box regression is class-agnostic (one set of 4 offsets per RoI,
-  as the paper's, so that novel classes get boxes), smooth L1 of the positives as in `mask_rcnn`.
-  Inference: softmax over the background and every class whose text embedding is given, class-agnostic
-  boxes, then `mask_rcnn.detect_boxes` (score threshold, per-class NMS, top detections).
+  (aligned, to the tower's input size) and encoded; with `enlarge` (paper: 1.5, introduced with the
+  cropped-region classifier of sec. 3.1, reused for ViLD-image) the crop of the box enlarged about
+  its centre (clipped to the image) is encoded too and the two normalised embeddings are summed
+  (and the sum normalised again, as the region embedding it is compared with is a unit vector).
+  The paper computes these offline (M proposals per image, once); so should an experiment, since
+  the teacher is frozen.
+* Loss (the objective the paper names ViLD, secs. 3.3-3.4): L = L_ViLD-text + w L_ViLD-image
+  (paper: w = 0.5 on LVIS) plus the RPN's losses and the box regression; the box regression is
+  class-agnostic (one set of 4 offsets per RoI, as the paper's, so that novel classes get boxes),
+  smooth L1 of the positives as in `mask_rcnn`. Inference: softmax over the background and every
+  class whose text embedding is given, class-agnostic boxes, then `mask_rcnn.detect_boxes` (score
+  threshold, per-class NMS, top detections).
 
 Left out: the ViLD-ensemble (sec. 3.4: separate text and image heads whose scores are combined by a
-geometric mean with weights 2/3 and 1/3 for base and novel classes) and the R-CNN-style variant
-(ViLD-image on cropped images, sec. 3.1); the mask head (the paper's is class-agnostic; `masks` must
-be False here); prompt ensembling of the class names (the caller precomputes one text embedding per
-class, e.g. with the project's CLIP text tower). The teacher's input normalisation is the caller's:
-`teacher_embeddings` crops the images it is given.
+weighted geometric mean, lambda = 2/3, the text head weighing more on base classes and the image
+head on novel ones) and the R-CNN-style baseline of sec. 3.1 (CLIP classifying cropped proposals);
+the mask head (the paper's is class-agnostic; `masks` must be False here); prompt ensembling of the
+class names (the caller precomputes one text embedding per class, e.g. with the project's CLIP text
+tower). The teacher's input normalisation is the caller's: `teacher_embeddings` crops the images it
+is given. Training labels must be base classes (`class_valid` True): a masked class has no finite
+cross-entropy (`scenes.base_only` removes the novel annotations).
 
 `vild_scenes`: `maskrcnn_scenes`' backbone, RPN and 256-d box head without the mask branch, with
 region embeddings of 128 (the `clip_shapes_vit` / `clip_shapes_resnet` embedding width). Its
