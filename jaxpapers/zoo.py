@@ -53,6 +53,7 @@ MODEL_MODULES = (
     'jaxpapers.detection.relationnet_pp',
     'jaxpapers.detection.retinanet',
     'jaxpapers.detection.ssd',
+    'jaxpapers.detection.vild',
     'jaxpapers.diffusion.unet',
     'jaxpapers.distill.hinton',
     'jaxpapers.gans.cgan',
