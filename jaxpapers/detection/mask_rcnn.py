@@ -460,6 +460,22 @@ class MaskRCNN(nn.Module):
       out['masks'] = jax.nn.sigmoid(picked)
     return out
 
+  def rpn_and_rois(self, images: jax.Array, gt_boxes: jax.Array, gt_labels: jax.Array,
+                   key: jax.Array, train: bool):
+    """The first stage of training: features, the RPN's loss terms, and the sampled RoIs [B, R, 4]
+    with their labels [B, R] (0 background, -1 not sampled) and matched ground truth [B, R]."""
+    gt_valid = gt_labels >= 0
+    features = self.features(images, train)
+    objectness, deltas = self.rpn(features)
+    rpn_key, roi_key = jax.random.split(key)
+    anchor_boxes = jnp.asarray(self.anchors(images.shape[1:3], features))
+    terms = rpn_loss(objectness, deltas, anchor_boxes, gt_boxes, gt_valid, rpn_key, self.config)
+    boxes, valid = self.propose(images, features, objectness, deltas, train=True)
+    keys = jax.random.split(roi_key, images.shape[0])
+    rois, labels, gt_index = jax.vmap(functools.partial(sample_rois, config=self.config))(
+        boxes, valid, gt_boxes, jnp.where(gt_valid, gt_labels + 1, 0), keys)
+    return features, terms, rois, labels, gt_index
+
   def losses(self, images: jax.Array, gt_boxes: jax.Array, gt_labels: jax.Array,
              gt_masks: jax.Array | None, key: jax.Array,
              train: bool = True) -> dict[str, jax.Array]:
@@ -467,16 +483,8 @@ class MaskRCNN(nn.Module):
     index without background, -1 for padding), masks [B, G, H, W] (with `masks`), a key for the
     sampling. Returns 'loss' (the sum) and its terms."""
     c = self.config
-    gt_valid = gt_labels >= 0
-    features = self.features(images, train)
-    objectness, deltas = self.rpn(features)
-    rpn_key, roi_key = jax.random.split(key)
-    anchor_boxes = jnp.asarray(self.anchors(images.shape[1:3], features))
-    terms = rpn_loss(objectness, deltas, anchor_boxes, gt_boxes, gt_valid, rpn_key, c)
-    boxes, valid = self.propose(images, features, objectness, deltas, train=True)
-    keys = jax.random.split(roi_key, images.shape[0])
-    rois, labels, gt_index = jax.vmap(functools.partial(sample_rois, config=c))(
-        boxes, valid, gt_boxes, jnp.where(gt_valid, gt_labels + 1, 0), keys)
+    features, terms, rois, labels, gt_index = self.rpn_and_rois(images, gt_boxes, gt_labels, key,
+                                                                train)
     logits, box_deltas = self.box_outputs(features, rois)
     sampled, positive = labels >= 0, labels > 0
     count = jnp.maximum(sampled.sum(), 1)

@@ -157,17 +157,8 @@ class ViLD(mask_rcnn.MaskRCNN):
     padding), `class_valid` [C] the training (base) classes (default all), and for ViLD-image the
     M proposals per image `image_boxes` [B, M, 4] with their teacher embeddings [B, M, D]
     (`teacher_embeddings`) and validity [B, M]. Returns 'loss' and its terms."""
-    c = self.config
-    gt_valid = gt_labels >= 0
-    features = self.features(images, train)
-    objectness, deltas = self.rpn(features)
-    rpn_key, roi_key = jax.random.split(key)
-    anchor_boxes = jnp.asarray(self.anchors(images.shape[1:3], features))
-    terms = mask_rcnn.rpn_loss(objectness, deltas, anchor_boxes, gt_boxes, gt_valid, rpn_key, c)
-    boxes, valid = self.propose(images, features, objectness, deltas, train=True)
-    keys = jax.random.split(roi_key, images.shape[0])
-    rois, labels, gt_index = jax.vmap(functools.partial(mask_rcnn.sample_rois, config=c))(
-        boxes, valid, gt_boxes, jnp.where(gt_valid, gt_labels + 1, 0), keys)
+    features, terms, rois, labels, gt_index = self.rpn_and_rois(images, gt_boxes, gt_labels, key,
+                                                                train)
     regions, box_deltas = self.region_outputs(features, rois)
     logits = self.classify(regions, text_embeddings)
     if class_valid is not None:
