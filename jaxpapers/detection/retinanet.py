@@ -125,8 +125,7 @@ def retinanet_loss(logits: jax.Array, offsets: jax.Array, anchor_boxes: jax.Arra
 
 
 def decode(offsets: jax.Array, anchor_boxes: jax.Array) -> jax.Array:
-  clamped = jnp.concatenate([offsets[..., :2], jnp.minimum(offsets[..., 2:], _MAX_LOG_SIZE)], -1)
-  return box_lib.decode(clamped, anchor_boxes, UNIT_VARIANCES)
+  return box_lib.decode(offsets, anchor_boxes, UNIT_VARIANCES, max_log_scale=_MAX_LOG_SIZE)
 
 
 def detections(logits: jax.Array, offsets: jax.Array, anchor_boxes: jax.Array,
@@ -148,8 +147,6 @@ def detections(logits: jax.Array, offsets: jax.Array, anchor_boxes: jax.Array,
       start += n
     scores = jnp.concatenate([s for s, _ in candidates])
     index = jnp.concatenate([i for _, i in candidates])
-    order = jnp.argsort(-scores)
-    scores, index = scores[order], index[order]
     anchor, labels = index // num_classes, index % num_classes
     found = jnp.clip(decode(of[anchor], anchor_boxes[anchor]), 0.0,
                      jnp.array([w, h, w, h], of.dtype))
