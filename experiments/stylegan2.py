@@ -14,7 +14,9 @@ Papers (networks and losses in `jaxpapers/gans/stylegan2.py`, augmentation in `j
 
 The state is a `GameState`: players 'generator' (with the w_avg statistics as model state and an EMA)
 and 'discriminator'; buffers 'p' (the augmentation probability) and 'pl_mean' (path-length mean a).
-One jitted step is one round: one D update, then one G update against the updated D.
+One jitted step is one round: one D update, then one G update against the updated D. The lazy
+regularisers are chosen on the host (`step_options`): the rounds with R1 or path length are compiled
+steps of their own, not `lax.cond` branches, whose convolutions XLA:CPU runs far slower.
 
 Departures: the small presets follow ADA's CIFAR-10 setup (2-layer mapping network, no path-length
 regularisation, no style mixing, small gamma) scaled down for a CPU; see the config.
@@ -74,7 +76,12 @@ class StyleGAN2(Experiment):
     return self.generator.apply(variables, z, update_w_avg=update_w_avg, rngs={'noise': key},
                                 mutable=['stats'])
 
-  def train_step(self, state: GameState, batch):
+  def step_options(self, step: int) -> dict[str, bool]:
+    c = self.config.stylegan2
+    return {'r1': step % c.r1_interval == 0,
+            'path_length': c.pl_weight > 0 and step % c.pl_interval == 0}
+
+  def train_step(self, state: GameState, batch, r1: bool = False, path_length: bool = False):
     c = self.config.stylegan2
     real = batch['image']
     b = real.shape[0]
@@ -84,17 +91,14 @@ class StyleGAN2(Experiment):
     fake, _ = self._generate(generator.params, generator.model_state, z, state.step_rng('noise_d'))
     fake = jax.lax.stop_gradient(fake)
     aug_real, aug_fake = state.step_rng('aug_real'), state.step_rng('aug_fake')
-    do_r1 = (state.step % c.r1_interval) == 0
 
     def d_loss_fn(params):
       real_logits = self._discriminate(params, real, aug_real, p)
       fake_logits = self._discriminate(params, fake, aug_fake, p)
       loss = gan_losses.discriminator_loss(real_logits, fake_logits)
-
-      def r1():
-        return stylegan2.r1_penalty(lambda x: self._discriminate(params, x, aug_real, p), real)
-
-      penalty = jax.lax.cond(do_r1, r1, lambda: jnp.float32(0.0))
+      penalty = jnp.float32(0.0)
+      if r1:
+        penalty = stylegan2.r1_penalty(lambda x: self._discriminate(params, x, aug_real, p), real)
       total = loss + penalty * (c.r1_gamma / 2) * c.r1_interval
       return total, (real_logits, {'discriminator_loss': loss, 'r1': penalty,
                                    'd_real': jnp.mean(jax.nn.sigmoid(real_logits)),
@@ -109,7 +113,6 @@ class StyleGAN2(Experiment):
     z = jax.random.normal(state.step_rng('z_g'), (b, self.z_dim))
     noise_key, aug_key, pl_key = (state.step_rng('noise_g'), state.step_rng('aug_g'),
                                   state.step_rng('pl'))
-    do_pl = jnp.logical_and(c.pl_weight > 0, (state.step % c.pl_interval) == 0)
     pl_mean = state.buffers['pl_mean']
 
     def g_loss_fn(params):
@@ -117,16 +120,13 @@ class StyleGAN2(Experiment):
                                            update_w_avg=True)
       loss = gan_losses.non_saturating_generator_loss(
           self._discriminate(player.params, images, aug_key, p))
-      variables = {'params': params, **generator.model_state}
-
-      def pl():
+      penalty, new_mean = jnp.float32(0.0), pl_mean
+      if path_length:
+        variables = {'params': params, **generator.model_state}
         ws = self.generator.apply(variables, z[: max(b // 2, 1)], method='mapping_ws')
         def synthesize(ws):
           return self.generator.apply(variables, ws, method='synthesize', rngs={'noise': noise_key})
         penalty, new_mean, _ = stylegan2.path_length_penalty(synthesize, ws, pl_key, pl_mean)
-        return penalty, new_mean
-
-      penalty, new_mean = jax.lax.cond(do_pl, pl, lambda: (jnp.float32(0.0), pl_mean))
       total = loss + penalty * c.pl_weight * c.pl_interval
       return total, (model_state, new_mean, loss)
 

@@ -17,9 +17,10 @@ the state, one train step, one eval step and its data. Everything else lives her
 from __future__ import annotations
 
 import abc
+import functools
 import signal
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -64,8 +65,21 @@ class Experiment(abc.ABC):
     created sharded)."""
 
   @abc.abstractmethod
-  def train_step(self, state: Any, batch: Batch) -> tuple[Any, Metrics]:
-    """One update on a global batch; metrics are scalars averaged over the batch, `loss` among them."""
+  def train_step(self, state: Any, batch: Batch, **options: Hashable) -> tuple[Any, Metrics]:
+    """One update on a global batch; metrics are scalars averaged over the batch, `loss` among them.
+    `options` are `step_options(step)`; every step returns the same metrics."""
+
+  def step_options(self, step: int) -> dict[str, Hashable]:
+    """Static keyword arguments of `train_step` for the step about to run (none by default).
+
+    Each distinct set compiles its own step, so work done every few steps (StyleGAN2's lazy R1)
+    is chosen here on the host rather than by `lax.cond` in the step: XLA:CPU leaves gradient
+    convolutions inside a conditional's branches (as inside a loop body) to its generic loop
+    emitter; a two-layer convolution's gradient took 50 s there against 0.65 s at the top level
+    (WORKSPACE.md, issue 19).
+    """
+    del step
+    return {}
 
   def eval_step(self, state: Any, batch: Batch) -> Metrics:
     """Sums over one eval batch weighted by `batch['mask']`, with the number of examples as `count`."""
@@ -131,10 +145,12 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
   try:
     while step < tc.steps:
       batch = devices.global_batch(next(data), mesh)
+      options = experiment.step_options(step)
       if metric_shapes is None:
-        metric_shapes = jax.eval_shape(experiment.train_step, state, batch)[1]
+        metric_shapes = jax.eval_shape(functools.partial(experiment.train_step, **options),
+                                       state, batch)[1]
         accumulator = _zero_accumulator(metric_shapes, replicated)
-      state, accumulator = step_fn(state, batch, accumulator)
+      state, accumulator = step_fn(state, batch, accumulator, tuple(sorted(options.items())))
       step += 1
       is_last = step == tc.steps
       preempted = preemption.requested(step)
@@ -202,10 +218,11 @@ def _evaluate(experiment: Experiment, eval_fn, evaluators, state: Any, step: int
 
 
 def _compile_train_step(experiment: Experiment, abstract_state: Any, mesh: jax.sharding.Mesh):
-  """jit of (state, batch, accumulator) -> (state, accumulator), with the metric bookkeeping fused."""
+  """jit of (state, batch, accumulator, options) -> (state, accumulator), with the metric
+  bookkeeping fused; `options` (static) are the sorted items of `Experiment.step_options`."""
 
-  def step(state: Any, batch: Batch, accumulator: dict[str, Any]):
-    new_state, metrics = experiment.train_step(state, batch)
+  def step(state: Any, batch: Batch, accumulator: dict[str, Any], options: tuple):
+    new_state, metrics = experiment.train_step(state, batch, **dict(options))
     nonfinite = jnp.logical_not(jnp.isfinite(metrics['loss']))
     first = accumulator['first_nonfinite']
     return new_state, {
@@ -217,8 +234,8 @@ def _compile_train_step(experiment: Experiment, abstract_state: Any, mesh: jax.s
   state_sharding = jax.tree.map(lambda s: s.sharding, abstract_state)
   replicated = devices.replicated(mesh)
   return jax.jit(step, in_shardings=(state_sharding, devices.data_sharded(mesh), replicated),
-                 out_shardings=(state_sharding, replicated), donate_argnums=(0, 2),
-                 compiler_options=devices.compiler_options())
+                 out_shardings=(state_sharding, replicated), static_argnums=3,
+                 donate_argnums=(0, 2), compiler_options=devices.compiler_options())
 
 
 def _compile_eval_step(experiment: Experiment):

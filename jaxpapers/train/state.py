@@ -17,6 +17,9 @@ and ends with `state.advance()`, so the loop's step, logs and checkpoints count 
   critic's updates over it before the generator's one. (Skipping the generator on n - 1 of every n
   steps with `lax.cond` would also compile once, but would make a round n loop steps and compute
   or mask a generator update that is thrown away.)
+* extra work every k rounds (StyleGAN2's lazy R1 and path-length terms): the experiment's
+  `step_options(step)` passes a static flag to `train_step`, so those rounds are a second compiled
+  step rather than a `lax.cond` branch (see `Experiment.step_options` for why).
 
 The loop's guard reads `metrics['loss']`: report there a value that goes non-finite when any
 player diverges (the generator's loss, which every critic update feeds, or the sum of the losses).

@@ -85,6 +85,24 @@ def test_nonfinite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(digits_
   assert checkpoint.Checkpointer(str(tmp_path)).latest_step() == 5
 
 
+class MarksEveryThirdStep(classify.Classify):
+  """A host-side option on every third step (as StyleGAN2's lazy R1), reported as a metric."""
+
+  def step_options(self, step):
+    return {'third': step % 3 == 0}
+
+  def train_step(self, state, batch, third=False):
+    new_state, metrics = super().train_step(state, batch)
+    return new_state, {**metrics, 'third': jnp.float32(third)}
+
+
+def test_step_options_reach_their_steps_and_compile_once_each(digits_dir, tmp_path):
+  results = run(tiny_config(digits_dir, steps=6, log_every=6), tmp_path,
+                experiment_class=MarksEveryThirdStep)
+  assert results['train']['third'] == pytest.approx(2 / 6)  # steps 0 and 3 of 0..5
+  assert results['train_step_compilations'] == 2
+
+
 def test_corrupt_checkpoint_names_the_directory(digits_dir, tmp_path):
   run(tiny_config(digits_dir, steps=10), tmp_path)
   state_dir = tmp_path / 'checkpoints' / '10' / 'state'
