@@ -13,7 +13,9 @@ arXiv:1708.02002).
 * Matching (sec. 4): an anchor is assigned to the ground-truth box of highest IoU when that IoU is
   >= 0.5, to background when it is < 0.4, and ignored in between. As torchvision's Matcher
   (`allow_low_quality_matches`) and Detectron's, every ground truth also keeps the anchors of its
-  highest IoU (ties included), whatever that IoU, so small objects are never left unmatched.
+  highest IoU (ties included), whatever that IoU, so small objects are never left unmatched; unlike
+  them, only where that IoU is above 0 (`matching.threshold_match`'s `require_overlap`): a ground
+  truth that overlaps no anchor would otherwise make every anchor positive.
 * Box regression (sec. 4): the standard parameterisation (`boxes.encode`, unit variances as
   torchvision's BoxCoder(1, 1, 1, 1)), with the L1 loss of torchvision and of the RelationNet++
   authors' RetinaNet config (the paper uses smooth L1), on positive anchors, over the same count.
