@@ -7,8 +7,9 @@
 
 `--weights` is a state dict saved to disk: `.pth`/`.pt`/`.bin` (`torch.save`, read with torch) or
 `.safetensors` (read with the safetensors package, no torch). The zoo preset picks the converter:
-`--source=torchvision` for the torchvision ResNet/WRN/ResNeXt, VGG, AlexNet and GoogLeNet presets
-(`jaxpapers.convnets.torchvision_convert`), `--source=huggingface` for GPT-2 (`GPT2LMHeadModel`),
+`--source=torchvision` for the torchvision ResNet/WRN/ResNeXt, VGG, AlexNet, GoogLeNet, FCN and
+RetinaNet presets (`jaxpapers.convnets.torchvision_convert`) and `ssd300_vgg16`
+(`jaxpapers.detection.torchvision_convert`), `--source=huggingface` for GPT-2 (`GPT2LMHeadModel`),
 BERT (`BertForPreTraining`) and ViT (`ViTForImageClassification`) presets
 (`jaxpapers.transformers.hf_convert`). The converted variables are checked against the preset's
 shapes, then written in the layout `jaxpapers.train.init_from` documents (orbax `variables/` plus
@@ -26,6 +27,8 @@ from absl import app, flags
 
 from jaxpapers import zoo
 from jaxpapers.convnets import torchvision_convert
+from jaxpapers.detection import ssd
+from jaxpapers.detection import torchvision_convert as detection_convert
 from jaxpapers.errors import UserError
 from jaxpapers.train import init_from
 from jaxpapers.transformers import bert, gpt, hf_convert, vit
@@ -68,7 +71,9 @@ def convert(source: str, preset: str, state_dict: dict[str, np.ndarray]) -> dict
   """The Flax variables of zoo `preset` from `state_dict`, checked against the preset's shapes."""
   model = zoo.build(preset)
   try:
-    if source == 'torchvision':
+    if source == 'torchvision' and isinstance(model, ssd.SSD):
+      variables = detection_convert.from_torchvision(model, state_dict)
+    elif source == 'torchvision':
       variables = torchvision_convert.from_torchvision(model, state_dict)
     elif isinstance(model, gpt.GPT):
       variables = {'params': hf_convert.gpt2_params(state_dict)}

@@ -6,10 +6,10 @@ appendix C) used by Faster R-CNN (eq. 2) and SSD (eq. 2): for a reference (ancho
 with centre (x_a, y_a) and size (w_a, h_a), t_x = (x - x_a) / w_a, t_y = (y - y_a) / h_a,
 t_w = log(w / w_a), t_h = log(h / h_a); each divided by its `variances` (SSD's Caffe code and
 torchvision: 0.1 for centres, 0.2 for sizes; Faster R-CNN's weights (10, 10, 5, 5) are the inverses).
-`decode(encode(b, a), a) == b`; `decode(..., max_log_scale=log(1000 / 16))` clamps the size
-offsets before exponentiating, as Faster R-CNN's code (Detectron's and torchvision's
-`bbox_xform_clip`). `generalized_iou` is eq. 1 of Rezatofighi et al. 2019 (arXiv:1902.09630), which
-DETR's loss uses (sec. 3.1).
+`decode(encode(b, a), a) == b`; `decode(..., max_log_scale=MAX_LOG_SCALE)` clamps the size
+offsets to log(1000 / 16) before exponentiating, as Faster R-CNN's code (Detectron's and
+torchvision's `bbox_xform_clip`; Mask R-CNN and RetinaNet here). `generalized_iou` is eq. 1 of
+Rezatofighi et al. 2019 (arXiv:1902.09630), which DETR's loss uses (sec. 3.1).
 
 `nms` is greedy non-maximum suppression (as torchvision.ops.nms / batched_nms) with static shapes:
 a keep mask instead of a list of indices; with `groups` (classes, or FPN levels for the RPN) boxes
@@ -18,10 +18,13 @@ suppress only boxes of their own group. SSD, RetinaNet, the RPN and Mask R-CNN's
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+
+MAX_LOG_SCALE = math.log(1000.0 / 16)  # the largest decoded size offset (bbox_xform_clip)
 
 
 def cxcywh_to_xyxy(b: jax.Array) -> jax.Array:

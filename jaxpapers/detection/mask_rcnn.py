@@ -77,7 +77,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -90,9 +89,9 @@ from jaxpapers import zoo
 from jaxpapers.convnets import layers as conv_layers
 from jaxpapers.dense.fpn import ResNetFPN
 from jaxpapers.detection import boxes as box_lib
+from jaxpapers.detection.matching import threshold_match
 from jaxpapers.detection.roi_align import roi_align
 
-BOX_CLIP = math.log(1000.0 / 16)  # the largest size offset decoded (torchvision's bbox_xform_clip)
 RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 ROI_VARIANCES = (0.1, 0.1, 0.2, 0.2)  # the inverses of the box head's weights (10, 10, 5, 5)
 SMOOTH_L1_BETA = 1.0 / 9
@@ -169,21 +168,6 @@ def multiscale_roi_align(features: Sequence[jax.Array], boxes: jax.Array, batch_
                    scales[level], 2, valid_size=sizes[level])
 
 
-def match(quality: jax.Array, valid: jax.Array, low: float, high: float,
-          allow_low_quality: bool) -> jax.Array:
-  """torchvision's Matcher: quality [G, N] (IoU) of ground truths (`valid` [G]) with N boxes -> [N]
-  the matched ground truth, -1 below `low`, -2 in [low, high). With `allow_low_quality`, every box
-  of highest IoU with some ground truth keeps its best match whatever the thresholds."""
-  q = jnp.where(valid[:, None], quality, -1.0)
-  best, index = q.max(0), q.argmax(0)
-  matches = jnp.where(best < low, -1, jnp.where(best < high, -2, index))
-  if allow_low_quality:
-    highest = q.max(1, keepdims=True)
-    low_quality = jnp.any(valid[:, None] & (q == highest), axis=0)
-    matches = jnp.where(low_quality, index, matches)
-  return matches
-
-
 def sample(labels: jax.Array, key: jax.Array, batch_size: int,
            positive_fraction: float) -> tuple[jax.Array, jax.Array]:
   """torchvision's BalancedPositiveNegativeSampler as masks: of `labels` [N] (> 0 positive, 0
@@ -215,7 +199,7 @@ def proposals(objectness: jax.Array, deltas: jax.Array, anchor_boxes: jax.Array,
               post_nms_top_n: int, nms_threshold: float,
               min_size: float = 1e-3) -> tuple[jax.Array, jax.Array]:
   """One image's proposals [P, 4] and validity [P] from objectness [A] and offsets [A, 4]."""
-  boxes = box_lib.decode(deltas, anchor_boxes, RPN_WEIGHTS, BOX_CLIP)
+  boxes = box_lib.decode(deltas, anchor_boxes, RPN_WEIGHTS, box_lib.MAX_LOG_SCALE)
   index, level, start = [], [], 0
   for k, n in enumerate(level_sizes):
     _, top = jax.lax.top_k(objectness[start:start + n], min(pre_nms_top_n, n))
@@ -237,7 +221,8 @@ def rpn_loss(objectness: jax.Array, deltas: jax.Array, anchor_boxes: jax.Array,
   """RPN loss of a batch: objectness [B, A], deltas [B, A, 4], ground truth [B, G, 4] / [B, G]."""
 
   def one(obj, delta, boxes, valid, k):
-    matches = match(box_lib.iou(boxes, anchor_boxes), valid, *config.rpn_iou_thresholds, True)
+    matches = threshold_match(box_lib.iou(boxes, anchor_boxes), valid, *config.rpn_iou_thresholds,
+                              True)
     labels = jnp.where(matches >= 0, 1, jnp.where(matches == -1, 0, -1))
     positive, negative = sample(labels, k, config.rpn_batch_size, config.rpn_positive_fraction)
     targets = box_lib.encode(boxes[jnp.maximum(matches, 0)], anchor_boxes, RPN_WEIGHTS)
@@ -261,7 +246,7 @@ def sample_rois(boxes: jax.Array, valid: jax.Array, gt_boxes: jax.Array, gt_labe
   boxes = jnp.concatenate([boxes, gt_boxes])
   valid = jnp.concatenate([valid, gt_valid])
   t = config.roi_iou_threshold
-  matches = match(box_lib.iou(gt_boxes, boxes), gt_valid, t, t, False)
+  matches = threshold_match(box_lib.iou(gt_boxes, boxes), gt_valid, t, t, False)
   gt_index = jnp.maximum(matches, 0)
   labels = jnp.where(~valid, -1, jnp.where(matches >= 0, gt_labels[gt_index], 0))
   positive, negative = sample(labels, key, config.roi_batch_size, config.roi_positive_fraction)
@@ -288,7 +273,8 @@ def detect_boxes(class_logits: jax.Array, deltas: jax.Array, rois: jax.Array, va
   """One image's detections from the box head on its proposals: logits [R, C], deltas [R, C, 4],
   RoIs [R, 4] and validity [R] -> boxes [D, 4], scores [D] (0 for padding), labels [D] (1 + class)."""
   num_classes = class_logits.shape[-1]
-  boxes = clip_to_image(box_lib.decode(deltas, rois[:, None], ROI_VARIANCES, BOX_CLIP), image_size)
+  boxes = box_lib.decode(deltas, rois[:, None], ROI_VARIANCES, box_lib.MAX_LOG_SCALE)
+  boxes = clip_to_image(boxes, image_size)
   boxes = boxes[:, 1:].reshape(-1, 4)
   scores = jax.nn.softmax(class_logits, -1)[:, 1:].reshape(-1)
   labels = jnp.tile(jnp.arange(1, num_classes), rois.shape[0])

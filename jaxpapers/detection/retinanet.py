@@ -13,7 +13,9 @@ arXiv:1708.02002).
 * Matching (sec. 4): an anchor is assigned to the ground-truth box of highest IoU when that IoU is
   >= 0.5, to background when it is < 0.4, and ignored in between. As torchvision's Matcher
   (`allow_low_quality_matches`) and Detectron's, every ground truth also keeps the anchors of its
-  highest IoU (ties included), whatever that IoU, so small objects are never left unmatched.
+  highest IoU (ties included), whatever that IoU, so small objects are never left unmatched; unlike
+  them, only where that IoU is above 0 (`matching.threshold_match`'s `require_overlap`): a ground
+  truth that overlaps no anchor would otherwise make every anchor positive.
 * Box regression (sec. 4): the standard parameterisation (`boxes.encode`, unit variances as
   torchvision's BoxCoder(1, 1, 1, 1)), with the L1 loss of torchvision and of the RelationNet++
   authors' RetinaNet config (the paper uses smooth L1), on positive anchors, over the same count.
@@ -57,6 +59,7 @@ import optax
 from jaxpapers import zoo
 from jaxpapers.dense.fpn import ResNetFPN
 from jaxpapers.detection import boxes as box_lib
+from jaxpapers.detection import matching
 
 FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
 PRIOR = 0.01
@@ -64,7 +67,6 @@ ANCHOR_SCALES = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
 ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 UNIT_VARIANCES = (1.0, 1.0, 1.0, 1.0)
 BACKGROUND, IGNORED = -1, -2
-_MAX_LOG_SIZE = math.log(1000.0 / 16)  # torchvision's clamp of predicted log sizes
 
 
 def anchor_shapes(size: float, scales: Sequence[float], ratios: Sequence[float]) -> np.ndarray:
@@ -92,16 +94,11 @@ def match(anchor_boxes: jax.Array, gt_boxes: jax.Array, gt_labels: jax.Array,
           foreground: float = 0.5, background: float = 0.4) -> tuple[jax.Array, jax.Array]:
   """Per anchor, its class target (class index; BACKGROUND; IGNORED between the thresholds) and
   matched box [D, 4]. gt_labels [M] is -1 for padding."""
-  valid = gt_labels >= 0
-  overlaps = jnp.where(valid[None, :], box_lib.iou(anchor_boxes, gt_boxes), -1.0)  # [D, M]
-  best_gt = jnp.argmax(overlaps, axis=1)
-  best = jnp.max(overlaps, axis=1)
-  best_for_gt = jnp.max(overlaps, axis=0)  # [M]
-  low_quality = jnp.any(valid & (best_for_gt > 0) & (overlaps == best_for_gt[None, :]), axis=1)
-  positive = (best >= foreground) | low_quality
-  target = jnp.where(positive, gt_labels[best_gt],
-                     jnp.where(best < background, BACKGROUND, IGNORED))
-  return target, gt_boxes[best_gt]
+  matches = matching.threshold_match(box_lib.iou(gt_boxes, anchor_boxes), gt_labels >= 0,
+                                    background, foreground, True, require_overlap=True)
+  index = jnp.maximum(matches, 0)
+  target = jnp.where(matches >= 0, gt_labels[index], jnp.where(matches == -1, BACKGROUND, IGNORED))
+  return target, gt_boxes[index]
 
 
 def classification_loss(logits: jax.Array, target: jax.Array, alpha: float = FOCAL_ALPHA,
@@ -125,7 +122,7 @@ def retinanet_loss(logits: jax.Array, offsets: jax.Array, anchor_boxes: jax.Arra
 
 
 def decode(offsets: jax.Array, anchor_boxes: jax.Array) -> jax.Array:
-  return box_lib.decode(offsets, anchor_boxes, UNIT_VARIANCES, max_log_scale=_MAX_LOG_SIZE)
+  return box_lib.decode(offsets, anchor_boxes, UNIT_VARIANCES, max_log_scale=box_lib.MAX_LOG_SCALE)
 
 
 def detections(logits: jax.Array, offsets: jax.Array, anchor_boxes: jax.Array,

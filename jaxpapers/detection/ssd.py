@@ -7,9 +7,15 @@ arXiv:1512.02325): default boxes, matching, hard negative mining and the MultiBo
   s'_k = sqrt(s_k s_{k+1}) for a_r = 1, centred at ((i + 0.5)/|f_k|, (j + 0.5)/|f_k|), in
   coordinates relative to the image. SSD300 (sec. 3, Table/Figure 2 and the authors' Caffe
   model) uses maps 38, 19, 10, 5, 3, 1 with {1, 2, 1/2} on the first and last two and {1, 2, 3,
-  1/2, 1/3} elsewhere, conv4_3 at scale 0.1 ("we set default box with scale 0.1 on conv4_3",
-  sec. 3.1) and the Caffe model's sizes 30, 60, 111, 162, 213, 264, 315 pixels of 300:
-  `SSD300_SCALES`. That is 8,732 default boxes (Table 7: "number of boxes 8732").
+  1/2, 1/3} elsewhere: 8,732 default boxes (Table 7: "number of boxes 8732"). On COCO (sec. 3.4)
+  "our smallest default box has a scale of 0.15 instead of 0.2, and the scale of the default box
+  on conv4_3 is 0.07 (e.g. 21 pixels for a 300 x 300 image)": sizes 21, 45, 99, 153, 207, 261 and
+  315 pixels of 300 (`SSD300_SCALES`, torchvision's `ssd300_vgg16` scales), the COCO model's.
+  Centres follow the Caffe model and torchvision: (i + 0.5) * step with steps of 8, 16, 32, 64,
+  100, 300 pixels (`SSD300_STEPS`; 300 / 8 = 37.5 is not the 38 of the map), and as torchvision's
+  `DefaultBoxGenerator` only the widths and heights are clipped, to 1 (`clip='sizes'`): boxes at
+  the border reach out of the image. So `ssd300_vgg16`'s 8,732 boxes are torchvision's, in its
+  order (tests/parity/test_ssd_parity.py).
 * Matching (sec. 2.2, "Matching strategy"): each ground-truth box goes to the default box of best
   Jaccard overlap, then every default box to the ground truth it overlaps by more than 0.5.
 * Loss (eq. 1-3): L = (L_conf + alpha L_loc) / N over the N matched (positive) boxes, L_loc the
@@ -30,11 +36,14 @@ arXiv:1512.02325): default boxes, matching, hard negative mining and the MultiBo
   suppression, default 100, COCO's maxDets).
 * `ssd_scenes`: the same network shrunk for 64x64 scenes: a VGG-like trunk of widths 32..128
   (`SCENES_VGG`), conv4_3 at 8x8, fc6/fc7 of 256 channels at 4x4 and two extra stride-2 blocks
-  (2x2, 1x1): four maps, 372 default boxes, scales 0.1 then 0.25 to 0.85 (conv4_3 at 0.1 as
-  SSD300, the rest spaced as eq. 4) for objects of 8 to 35 pixels.
-Departures: default-box centres are the paper's (i + 0.5) / |f_k| (the Caffe model and torchvision
-use steps of 8, 16, 32, 64, 100, 300 pixels, slightly different); no data augmentation (sec. 2.2's
-patch sampling) lives here; the network's modules are not named as torchvision's (no converter).
+  (2x2, 1x1): four maps, 372 default boxes, scales 0.1 then 0.25 to 0.85 (conv4_3 at 0.1 as the
+  VOC SSD300 of sec. 3.1, the rest spaced as eq. 4) for objects of 8 to 35 pixels.
+* Conversion: `detection.torchvision_convert.from_torchvision` maps torchvision's
+  `ssd300_vgg16` state dict onto `SSD` (the trunk's `features_{i}` are numbered by `config`, not as
+  torchvision's Sequentials); the heads' outputs are already in torchvision's order (per location,
+  per default box, then classes / offsets), so the head kernels convert unpermuted.
+Departures: `ssd_scenes` keeps the paper's centres (i + 0.5) / |f_k| and clips its boxes' corners
+to the image (`clip='corners'`); no data augmentation (sec. 2.2's patch sampling) lives here.
 """
 
 from __future__ import annotations
@@ -54,7 +63,8 @@ from jaxpapers.detection import boxes as box_lib
 
 SSD300_MAPS = (38, 19, 10, 5, 3, 1)
 SSD300_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
-SSD300_SCALES = tuple(s / 300 for s in (30, 60, 111, 162, 213, 264, 315))
+SSD300_SCALES = tuple(s / 300 for s in (21, 45, 99, 153, 207, 261, 315))
+SSD300_STEPS = (8, 16, 32, 64, 100, 300)
 SCENES_VGG = (32, 'M', 64, 'M', 128, 128, 'M', 128, 128, 'M', 128, 128, 'M')
 
 
@@ -64,21 +74,32 @@ def paper_scales(m: int, s_min: float = 0.2, s_max: float = 0.9) -> tuple[float,
 
 
 def default_boxes(feature_sizes: Sequence[int], scales: Sequence[float],
-                  ratios: Sequence[Sequence[float]], clip: bool = True) -> np.ndarray:
+                  ratios: Sequence[Sequence[float]], steps: Sequence[float] | None = None,
+                  clip: str = 'corners') -> np.ndarray:
   """Default boxes [D, 4], xyxy relative to the image, in the order of the heads' outputs: map by
-  map, then row, column, and per location [s_k, s'_k, then each ratio r and 1/r]."""
+  map, then row, column, and per location [s_k, s'_k, then each ratio r and 1/r].
+
+  `steps`: the spacing of the centres on each map as a fraction of the image (the Caffe model's
+  step / image size), centres at (i + 0.5) * step; None for the paper's 1 / |f_k|. `clip`:
+  'corners' clips the boxes to the image, 'sizes' clamps widths and heights to 1 (torchvision's
+  `DefaultBoxGenerator`), 'none' keeps them.
+  """
+  if clip not in ('corners', 'sizes', 'none'):
+    raise ValueError(f"clip={clip!r}: expected 'corners', 'sizes' or 'none'")
   out = []
   for k, size in enumerate(feature_sizes):
     s, s_next = scales[k], np.sqrt(scales[k] * scales[k + 1])
     shapes = [(s, s), (s_next, s_next)]
     for r in ratios[k]:
       shapes += [(s * np.sqrt(r), s / np.sqrt(r)), (s / np.sqrt(r), s * np.sqrt(r))]
-    centres = (np.arange(size) + 0.5) / size
+    if clip == 'sizes':
+      shapes = np.minimum(shapes, 1.0)
+    centres = (np.arange(size) + 0.5) * (1 / size if steps is None else steps[k])
     cy, cx = np.meshgrid(centres, centres, indexing='ij')
     for y, x in zip(cy.ravel(), cx.ravel()):
       out += [(x - w / 2, y - h / 2, x + w / 2, y + h / 2) for w, h in shapes]
   result = np.array(out, np.float32)
-  return np.clip(result, 0.0, 1.0) if clip else result
+  return np.clip(result, 0.0, 1.0) if clip == 'corners' else result
 
 
 def match(anchors: jax.Array, gt_boxes: jax.Array, gt_labels: jax.Array,
@@ -163,9 +184,14 @@ class SSD(nn.Module):
   feature_sizes: Sequence[int] = SSD300_MAPS
   scales: Sequence[float] = SSD300_SCALES
   ratios: Sequence[Sequence[float]] = SSD300_RATIOS
+  # Centre spacing in pixels of the `image_size` input (None: 1 / |f_k|), and `default_boxes`' clip.
+  steps: Sequence[int] | None = SSD300_STEPS
+  image_size: int = 300
+  clip: str = 'sizes'
 
   def default_boxes(self) -> np.ndarray:
-    return default_boxes(self.feature_sizes, self.scales, self.ratios)
+    steps = None if self.steps is None else [step / self.image_size for step in self.steps]
+    return default_boxes(self.feature_sizes, self.scales, self.ratios, steps, self.clip)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -212,6 +238,7 @@ zoo.register('ssd300_vgg16', lambda: SSD(), inputs=zoo.image_input(300, 300, 3),
 zoo.register('ssd_scenes', lambda: SSD(
     num_classes=6, config=SCENES_VGG, fc_features=256, extra=((64, 128), (64, 128)),
     boxes_per_location=(4, 6, 4, 4), feature_sizes=(8, 4, 2, 1),
-    scales=(0.1, 0.25, 0.45, 0.65, 0.85), ratios=((2,), (2, 3), (2,), (2,))),
+    scales=(0.1, 0.25, 0.45, 0.65, 0.85), ratios=((2,), (2, 3), (2,), (2,)), steps=None,
+    image_size=64, clip='corners'),
              inputs=zoo.image_input(64, 64, 3), apply_kwargs={'train': False}, paper=_PAPER,
              reference_params=None, reference_source='project preset for the 64x64 scenes set')

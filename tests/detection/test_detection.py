@@ -139,13 +139,28 @@ def test_ssd300_has_8732_default_boxes():
   anchors = ssd.default_boxes(ssd.SSD300_MAPS, ssd.SSD300_SCALES, ssd.SSD300_RATIOS)
   assert anchors.shape == (8732, 4)  # Table 7
   assert (anchors >= 0).all() and (anchors <= 1).all()
-  # The first location of conv4_3: scale 0.1, then sqrt(0.1 * 0.2), then ratio 2 and 1/2.
-  unclipped = ssd.default_boxes(ssd.SSD300_MAPS, ssd.SSD300_SCALES, ssd.SSD300_RATIOS, clip=False)
+  # The first location of conv4_3: scale 0.07 (COCO, sec. 3.4), then sqrt(0.07 * 0.15), then
+  # ratio 2 and 1/2.
+  unclipped = ssd.default_boxes(ssd.SSD300_MAPS, ssd.SSD300_SCALES, ssd.SSD300_RATIOS, clip='none')
   w = unclipped[:4, 2] - unclipped[:4, 0]
   h = unclipped[:4, 3] - unclipped[:4, 1]
-  np.testing.assert_allclose(w, [0.1, np.sqrt(0.02), 0.1 * np.sqrt(2), 0.1 / np.sqrt(2)], rtol=1e-5)
-  np.testing.assert_allclose(w * h, [0.01, 0.02, 0.01, 0.01], rtol=1e-5)
+  np.testing.assert_allclose(w, [0.07, np.sqrt(0.07 * 0.15), 0.07 * np.sqrt(2), 0.07 / np.sqrt(2)],
+                             rtol=1e-5)
+  np.testing.assert_allclose(w * h, [0.0049, 0.0105, 0.0049, 0.0049], rtol=1e-5)
   np.testing.assert_allclose(ssd.paper_scales(6)[:6], [0.2, 0.34, 0.48, 0.62, 0.76, 0.9])
+  with pytest.raises(ValueError, match='clip'):
+    ssd.default_boxes(ssd.SSD300_MAPS, ssd.SSD300_SCALES, ssd.SSD300_RATIOS, clip=True)
+
+
+def test_ssd300_preset_tiles_by_steps_and_clamps_sizes():
+  from jaxpapers import zoo
+  boxes = zoo.build('ssd300_vgg16').default_boxes()
+  centres, sizes = (boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]
+  # Steps of 8 pixels on conv4_3 (the 38th centre at 300 pixels), the 1x1 map's centre at 150.
+  np.testing.assert_allclose(centres[[0, 4 * 37, -1]] * 300, [[4, 4], [300, 4], [150, 150]],
+                             rtol=1e-5)
+  # Widths and heights clamped to 1 (the last map's 0.87 sqrt(2)), corners left out of the image.
+  assert abs(sizes.max() - 1) < 1e-6 and boxes.min() < 0 and boxes.max() > 1
 
 
 def test_ssd_matching_and_hard_negative_mining():

@@ -10,7 +10,7 @@ import pytest
 
 from jaxpapers import zoo
 from jaxpapers.detection import boxes as box_lib
-from jaxpapers.detection import mask_rcnn, roi_align
+from jaxpapers.detection import mask_rcnn, matching, roi_align
 
 
 def test_anchor_count_and_layout_per_level():
@@ -76,12 +76,18 @@ def test_rpn_matching_thresholds_and_low_quality_matches():
                        [0.0, 0.0, 10.0, 20.0],    # 0.5: ignored
                        [30.0, 30.0, 40.0, 40.0],  # 0: negative
                        [48.0, 48.0, 64.0, 64.0]])  # 0.39 with gt 1, its best: positive anyway
-  matches = mask_rcnn.match(box_lib.iou(gt, anchors), jnp.array([True, True, False]), 0.3, 0.7,
-                            True)
+  valid = jnp.array([True, True, False])
+  matches = matching.threshold_match(box_lib.iou(gt, anchors), valid, 0.3, 0.7, True)
   np.testing.assert_array_equal(matches, [0, -2, -1, 1])
-  without = mask_rcnn.match(box_lib.iou(gt, anchors), jnp.array([True, True, False]), 0.3, 0.7,
-                            False)
+  without = matching.threshold_match(box_lib.iou(gt, anchors), valid, 0.3, 0.7, False)
   np.testing.assert_array_equal(without, [0, -2, -1, -2])
+  # A ground truth that overlaps no anchor (IoU 0 everywhere): torchvision's Matcher gives every
+  # anchor its best match (here gt 0, IoU 0 for anchor 2); RetinaNet's `require_overlap` does not.
+  far = gt.at[1].set(jnp.array([90.0, 90.0, 99.0, 99.0]))
+  np.testing.assert_array_equal(
+      matching.threshold_match(box_lib.iou(far, anchors), valid, 0.3, 0.7, True), [0, 0, 0, 0])
+  np.testing.assert_array_equal(matching.threshold_match(
+      box_lib.iou(far, anchors), valid, 0.3, 0.7, True, require_overlap=True), [0, -2, -1, -1])
 
 
 def test_proposals_have_a_static_shape_and_are_suppressed():
