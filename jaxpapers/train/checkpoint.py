@@ -9,6 +9,7 @@ that restores and matches it, moving damaged newer ones aside.
 from __future__ import annotations
 
 import contextlib
+import logging as std_logging
 import os
 from typing import Any
 
@@ -21,13 +22,24 @@ from jax.experimental import multihost_utils
 
 from jaxpapers.errors import CheckpointError
 
-# orbax splits the writing of each replicated array between its replicas by default (on CPU and
-# TPU), slicing it with a jitted slice compiled per shape and device: on 8 CPU devices the first save
-# of 60 small arrays took 15.4 s against 0.35 s without (WORKSPACE.md, issue 16). Only arrays whose
-# per-replica slice reaches 1 MiB are split, where the parallel write pays for the compile.
-ocp.type_handlers.register_type_handler(
-    jax.Array, ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=1 << 20),
-    override=True)
+
+def _register_array_handler() -> None:
+  """orbax splits the writing of each replicated array between its replicas by default (on CPU and
+  TPU), slicing it with a jitted slice compiled per shape and device: on 8 CPU devices the first save
+  of 60 small arrays took 15.4 s against 0.35 s without (WORKSPACE.md, issue 16). Only arrays whose
+  per-replica slice reaches 1 MiB are split here, where the parallel write pays for the compile."""
+  absl_logger = logging.get_absl_logger()
+  level = absl_logger.level
+  absl_logger.setLevel(std_logging.ERROR)  # Its warning that the default handler is replaced.
+  try:
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=1 << 20),
+        override=True)
+  finally:
+    absl_logger.setLevel(level)
+
+
+_register_array_handler()
 
 
 class Checkpointer:
