@@ -53,12 +53,13 @@ class ShowAndTellExperiment(Experiment):
 
   def init(self, rng):
     image_shape, context = self._shapes
-    params = self.model.init(rng, jnp.zeros((1, *image_shape)),
-                             jnp.zeros((1, context), jnp.int32))['params']
-    return TrainState.create(params=params, tx=self.tx, rng=rng)
+    variables = self.model.init(rng, jnp.zeros((1, *image_shape)),
+                                jnp.zeros((1, context), jnp.int32))
+    params = variables.pop('params')
+    return TrainState.create(params=params, tx=self.tx, model_state=dict(variables), rng=rng)
 
-  def _word_losses(self, params, batch, **kwargs):
-    logits = self.model.apply({'params': params}, batch['image'], batch['tokens'], **kwargs)
+  @staticmethod
+  def _word_losses(logits, batch):
     targets = batch['tokens'][:, 1:]
     words = (targets != 0).astype(jnp.float32)  # Padding after the end word is not a word.
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets) * words
@@ -67,15 +68,21 @@ class ShowAndTellExperiment(Experiment):
 
   def train_step(self, state: TrainState, batch):
     def loss_fn(params):
-      losses, correct, words = self._word_losses(params, batch, train=True,
-                                                 rngs={'dropout': state.step_rng('dropout')})
-      return jnp.sum(losses) / jnp.sum(words), jnp.sum(correct) / jnp.sum(words)
+      logits, model_state = self.model.apply(
+          {'params': params, **state.model_state}, batch['image'], batch['tokens'], train=True,
+          rngs={'dropout': state.step_rng('dropout')}, mutable=list(state.model_state))
+      losses, correct, words = self._word_losses(logits, batch)
+      return jnp.sum(losses) / jnp.sum(words), (jnp.sum(correct) / jnp.sum(words), model_state)
 
-    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    return state.apply_gradients(self.tx, grads), {'loss': loss, 'word_accuracy': accuracy}
+    (loss, (accuracy, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    return (state.apply_gradients(self.tx, grads, model_state=dict(model_state)),
+            {'loss': loss, 'word_accuracy': accuracy})
 
   def eval_step(self, state: TrainState, batch):
-    losses, correct, words = self._word_losses(state.params, batch)
+    logits = self.model.apply({'params': state.params, **state.model_state}, batch['image'],
+                              batch['tokens'])
+    losses, correct, words = self._word_losses(logits, batch)
     mask = batch['mask']
     # Per-caption means, averaged over captions by the loop.
     per = lambda x: jnp.sum(jnp.sum(x, 1) / jnp.sum(words, 1) * mask)
@@ -84,7 +91,8 @@ class ShowAndTellExperiment(Experiment):
   def evaluation_fns(self):
     c = self.config
     return {'caption': lambda state, images: sat.caption(
-        self.model, state.params, images, start=self.tokenizer.sot, end=self.tokenizer.eot,
+        self.model, {'params': state.params, **state.model_state}, images,
+        start=self.tokenizer.sot, end=self.tokenizer.eot,
         beam_size=c.beam_size, max_len=c.data.context - 1)}
 
 

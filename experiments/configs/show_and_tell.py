@@ -5,8 +5,8 @@ Presets: `shapes` (the default: a few minutes on CPU) and `tiny` (a few steps, f
 Settings, and where they come from:
   - Data: `shapes_captions` (30,000 training pairs; BLEU on 500 validation images, seen
     colour-shape pairs); captions tokenised by its word tokenizer, 14 tokens with start and end.
-  - Model: `show_and_tell_shapes` (small convnet encoder trained from scratch, 128-wide word and
-    image embeddings, LSTM of 256; dropout 0.3).
+  - Model: `show_and_tell_shapes` (small convnet encoder trained from scratch, its pooled
+    features batch-normalised, 128-wide word and image embeddings, LSTM of 256; dropout 0.3).
   - Optimiser: the paper trains with plain SGD and a fixed learning rate; we use Adam 1e-3 with a
     cosine schedule, batch 64, gradient norm clipped at 5, for a CPU budget.
   - Beam size 3 (the journal version's best on COCO).

@@ -16,11 +16,20 @@ that have emitted the end word) stay in the beam with their score. The conferenc
 20; the journal version finds k = 3 best on COCO, the default here. No length normalisation: the
 paper ranks by the sum of log-probabilities.
 
-Departures: the paper's encoder is an ImageNet-pretrained GoogLeNet (with batch norm); the
-project's captioned shapes are 32x32, so the encoder is a small convnet trained jointly from
-scratch (the paper notes pre-training matters most against overfitting on small sets). Word
-embeddings and the LSTM are 128/256 wide (the paper's are 512). Dropout as the paper's, on the
-image embedding and the LSTM output.
+The encoder's pooled features are batch-normalised (Ioffe & Szegedy 2015), as the paper's
+encoder, GoogLeNet with batch normalisation, ends: the image input x_{-1} then varies across images
+at unit scale. Without it (the first version here) global average pooling of a small shape on a
+noisy background gave features almost equal for every image (their spread across images a third
+of the word embeddings' scale, on top of a common offset five times that), and the decoder
+settled into the caption language prior, writing one caption for every image; the test
+`test_image_input_varies_across_images_at_the_word_scale` pins this. Batch statistics in
+training, running averages (momentum `bn_momentum`) at inference.
+
+Departures: the paper's encoder is ImageNet-pretrained (then frozen, and fine-tuned in the journal
+version); the project's captioned shapes are 32x32, so the encoder is a small convnet trained
+jointly from scratch (the paper notes pre-training matters most against overfitting on small
+sets; 30,000 clean pairs are enough here). Word embeddings and the LSTM are 128/256 wide (the
+paper's are 512). Dropout as the paper's, on the image embedding and the LSTM output.
 
 `beam_search` is generic: any `step(carry, tokens [N]) -> (carry, log_probs [N, V])`.
 """
@@ -41,16 +50,18 @@ PAPER = ('Show and Tell: A Neural Image Caption Generator (Vinyals, Toshev, Beng
 
 
 class ConvEncoder(nn.Module):
-  """Three 3x3 conv-ReLU-pool stages and global average pooling: images -> features [B, F]."""
+  """Three 3x3 conv-ReLU-pool stages, global average pooling and batch norm: images -> [B, F]."""
   widths: tuple[int, ...] = (32, 64, 128)
+  bn_momentum: float = 0.9
 
   @nn.compact
-  def __call__(self, images: jax.Array) -> jax.Array:
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     x = images
     for i, width in enumerate(self.widths):
       x = nn.relu(nn.Conv(width, (3, 3), name=f'conv{i}')(x))
       x = nn.max_pool(x, (2, 2), (2, 2))
-    return jnp.mean(x, axis=(1, 2))
+    return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                        name='norm')(jnp.mean(x, axis=(1, 2)))
 
 
 class ShowAndTell(nn.Module):
@@ -58,14 +69,17 @@ class ShowAndTell(nn.Module):
 
   tokens are [S_0 = start, S_1, ..., end, 0 padding...]. `start(images)` gives the carry after the
   image (Eq. 10) and `step(carry, tokens)` one word's (carry, log-probabilities), for search.
+  Variables: 'params' and the encoder's 'batch_stats' (updated with `train=True`,
+  `mutable=['batch_stats']`).
   """
   vocab_size: int
   embed_dim: int = 128
   hidden_size: int = 256
   dropout_rate: float = 0.3
+  bn_momentum: float = 0.9
 
   def setup(self):
-    self.encoder = ConvEncoder()
+    self.encoder = ConvEncoder(bn_momentum=self.bn_momentum)
     self.image_embed = nn.Dense(self.embed_dim)  # W_I
     self.word_embed = nn.Embed(self.vocab_size, self.embed_dim)  # W_e
     self.cell = LSTMCell(self.hidden_size)
@@ -74,7 +88,7 @@ class ShowAndTell(nn.Module):
     self.dropout = nn.Dropout(self.dropout_rate)
 
   def _image(self, images, train):
-    return self.dropout(self.image_embed(self.encoder(images)), deterministic=not train)
+    return self.dropout(self.image_embed(self.encoder(images, train)), deterministic=not train)
 
   def __call__(self, images: jax.Array, tokens: jax.Array, train: bool = False) -> jax.Array:
     inputs = jnp.concatenate([self._image(images, train)[:, None],
@@ -132,11 +146,12 @@ def beam_search(step: Callable[[Any, jax.Array], tuple[Any, jax.Array]], carry: 
   return tokens, scores
 
 
-def caption(model: ShowAndTell, params: Any, images: jax.Array, *, start: int, end: int,
+def caption(model: ShowAndTell, variables: Any, images: jax.Array, *, start: int, end: int,
             beam_size: int = 3, max_len: int = 16) -> jax.Array:
-  """The best beam's words [B, max_len] (end word included, then padding)."""
-  carry = model.apply({'params': params}, images, method=ShowAndTell.start)
-  step = lambda c, t: model.apply({'params': params}, c, t, method=ShowAndTell.step)
+  """The best beam's words [B, max_len] (end word included, then padding); `variables` holds
+  'params' and 'batch_stats'."""
+  carry = model.apply(variables, images, method=ShowAndTell.start)
+  step = lambda c, t: model.apply(variables, c, t, method=ShowAndTell.step)
   tokens, _ = beam_search(step, carry, images.shape[0], start=start, end=end,
                           beam_size=beam_size, max_len=max_len)
   return tokens[:, 0]

@@ -18,7 +18,19 @@ the outputs of the Dense layers named by `targets` (default every GPT block's ML
 `mlp/c_proj`, before the residual addition), attached through `jaxpapers.nn.lora.Adapter`'s
 method interception, with a `codebook` parameter [C, d] next to the Dense's kernel, initialised
 N(0, 1/d). The indices of the active codes are sown into the `intermediates` collection
-(`<dense path>/codes`, [..., k]) for analysis. A codebook cannot be merged away: `merge` raises.
+(`<dense path>/codes`, [..., k]) for analysis, and the activations a (`<dense path>/inputs`) for
+dead-code replacement. A codebook cannot be merged away: `merge` raises.
+
+Dead codes. A code that is never among the top k gets no gradient, so the codes that win the
+first updates can win for good (our first TokFSM run: 16 of 256 codes used, the same 16
+everywhere). The authors' code (github.com/taufeeque9/codebook-features, `CodebookLayer.
+replace_dead_codes`, option `replace_after_steps`) re-initialises them: every that many updates,
+each code not selected since the last replacement is set to one of the current batch's
+activations drawn at random, and the usage counts restart. We do the same (`code_counts`,
+`replace_dead_codes`; the training loop keeps the counts and calls it every `replace_every`
+updates), without their optional noise (`replace_rho`). Their TokFSM configuration leaves
+replacement off but trains 20,000 updates of 512 walks with 1,000 codes and k = 1, far beyond our
+CPU budget.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 
 from jaxpapers.nn import lora
 
@@ -60,7 +73,28 @@ class CodebookFeatures(lora.Adapter):
                            dense.param_dtype).astype(y.dtype)
     snapped, index = snap(y, codebook, self.k)
     dense.sow('intermediates', 'codes', index)
+    dense.sow('intermediates', 'inputs', y)
     return snapped + y - jax.lax.stop_gradient(y)
+
+  def code_counts(self, intermediates: dict) -> dict[tuple[str, ...], jax.Array]:
+    """How often each code was among the top k in one forward pass: {Dense path: int [C]}."""
+    return {path[:-1]: jnp.bincount(codes[0].reshape(-1), length=self.num_codes)
+            for path, codes in traverse_util.flatten_dict(intermediates).items()
+            if path[-1] == 'codes'}
+
+  def replace_dead_codes(self, params: dict, intermediates: dict,
+                         counts: dict[tuple[str, ...], jax.Array], key: jax.Array) -> dict:
+    """`params` with every code whose count is 0 set to a random activation of this forward
+    pass's (`intermediates`, sown by `apply(..., mutable=['intermediates'])`) at its layer."""
+    flat = traverse_util.flatten_dict(params)
+    inputs = traverse_util.flatten_dict(intermediates)
+    for i, (path, count) in enumerate(sorted(counts.items())):
+      codebook = flat[path + ('codebook',)]
+      x = inputs[path + ('inputs',)][0].reshape(-1, codebook.shape[-1]).astype(codebook.dtype)
+      pick = jax.random.choice(jax.random.fold_in(key, i), x.shape[0], (self.num_codes,),
+                               replace=x.shape[0] < self.num_codes)
+      flat[path + ('codebook',)] = jnp.where((count == 0)[:, None], x[pick], codebook)
+    return traverse_util.unflatten_dict(flat)
 
   def trainable(self, params):
     return jax.tree.map(lambda _: True, params)

@@ -56,3 +56,34 @@ def test_fsm_walks_follow_edges_and_valid_next_admits_the_true_next_token():
   valid = fsm.valid_next(tokens[:, :-1], states[:, :-1])
   assert np.all(np.take_along_axis(valid, tokens[:, 1:, None], -1))
   assert valid[:, 1::2].sum(-1).max() <= 3  # After a state: one of its 3 successors' first digits.
+
+
+def test_dead_codes_are_replaced_by_current_activations_and_live_codes_kept():
+  model = gpt.GPT(vocab_size=4, max_len=6, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16,
+                  dropout_rate=0.0, attention_dropout_rate=0.0)
+  tokens = np.array([[0, 1, 2, 3, 0, 1]], np.int32)
+  method = cbf.CodebookFeatures(num_codes=16, k=2)
+  params = method.init(model, model.init(jax.random.key(0), tokens)['params'], jax.random.key(1),
+                       tokens)
+  forward = lambda p: method.apply(model, {'params': p}, tokens,
+                                   mutable=['intermediates'])[1]['intermediates']
+  inter = forward(params)
+  counts = method.code_counts(inter)
+  layer = ('h_0', 'mlp', 'c_proj')
+  count = np.asarray(counts[layer])
+  assert count.sum() == 6 * 2  # k codes at each of the 6 positions.
+  dead = np.flatnonzero(count == 0)
+  assert len(dead) >= 16 - 12
+  new = method.replace_dead_codes(params, inter, counts, jax.random.key(2))
+  old_book = np.asarray(params['h_0']['mlp']['c_proj']['codebook'])
+  new_book = np.asarray(new['h_0']['mlp']['c_proj']['codebook'])
+  np.testing.assert_array_equal(new_book[count > 0], old_book[count > 0])
+  # Each dead code is now one of this pass's activations at its layer...
+  activations = np.asarray(inter['h_0']['mlp']['c_proj']['inputs'][0]).reshape(-1, 8)
+  distances = np.linalg.norm(new_book[dead][:, None] - activations[None], axis=-1)
+  np.testing.assert_allclose(distances.min(1), 0.0, atol=1e-6)
+  # ...so the next pass selects replaced codes, which the old codebook never did.
+  assert np.asarray(method.code_counts(forward(new))[layer])[dead].sum() > 0
+  # The rest of the parameters are untouched.
+  np.testing.assert_array_equal(new['h_0']['mlp']['c_proj']['kernel'],
+                                params['h_0']['mlp']['c_proj']['kernel'])
