@@ -1,5 +1,5 @@
-"""Object detection: SSD, DETR, Deformable DETR, Mask R-CNN, RetinaNet or RelationNet++ from the
-zoo on a dataset with boxes (scenes).
+"""Object detection: SSD, DETR, Deformable DETR, Mask R-CNN, RetinaNet, RelationNet++ or ViLD from
+the zoo on a dataset with boxes (scenes).
 
     python -m experiments.detect --config=experiments/configs/detect.py:detr_scenes \
         --workdir=runs/detr_scenes
@@ -20,6 +20,17 @@ zoo on a dataset with boxes (scenes).
   dense  anchor-based dense detectors that own their loss and read-out (RetinaNet, with or without
          RelationNet++'s BVR): outputs {'logits', 'offsets', ...}; `model.loss` on boxes in
          pixels, `model.detections`.
+  vild   open-vocabulary two-stage detection (`detection.vild.ViLD`, Gu et al. 2021) on the scenes'
+         base classes (preprocess `base_detection`) with a frozen CLIP teacher restored from the run
+         directory `config.vild.clip_workdir` (a `experiments.clip` run, zoo model
+         `config.vild.clip`). The classifier is the CLIP text embedding of every class name (the
+         novel ones masked out of the training softmax by `class_valid`), each the normalised mean
+         over `shapes_captions`' caption template "a photo of a {size} {colour} {shape}." for
+         every size and colour (the attributes a class name leaves open). ViLD-image: in each
+         step the current RPN's `config.vild.image_proposals` best proposals (inference settings,
+         no gradient) are cropped (32x32, plus the 1.5x enlarged crop) and encoded by CLIP's image
+         tower inside the step (the paper precomputes them once with a trained RPN). Detections
+         over all classes, as `rcnn`.
 Ground-truth boxes arrive in pixels (x0, y0, x1, y1) and are normalised by the image size (SSD:
 xyxy, DETR: cxcywh; dense detectors keep pixels). The eval step reports the loss on the test split;
 the `detection` evaluator the COCO box AP of `detect` (through pycocotools).
@@ -32,16 +43,20 @@ import functools
 import jax
 import jax.numpy as jnp
 
+import numpy as np
+
+from experiments import clip as clip_experiment
 from jaxpapers import zoo
-from jaxpapers.data import pipeline
+from jaxpapers.contrastive import clip
+from jaxpapers.data import pipeline, scenes, shapes_captions
 from jaxpapers.detection import boxes as box_lib
-from jaxpapers.detection import detr, mask_rcnn, ssd
+from jaxpapers.detection import detr, mask_rcnn, ssd, vild
 from jaxpapers.errors import ConfigError
-from jaxpapers.train import cli, optim
+from jaxpapers.train import checkpoint, cli, optim
 from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 
-DETECTORS = ('ssd', 'detr', 'rcnn', 'dense')
+DETECTORS = ('ssd', 'detr', 'rcnn', 'dense', 'vild')
 
 
 class Detect(Experiment):
@@ -51,16 +66,45 @@ class Detect(Experiment):
     if config.detector not in DETECTORS:
       raise ConfigError(f'config.detector={config.detector!r}; valid: {", ".join(DETECTORS)}')
     self.data = pipeline.from_config(config.data)
-    self.model = zoo.build_from_config(config.model)
+    overrides = {}
+    if config.detector == 'vild':
+      self._init_teacher(config.vild)
+      overrides['embed_dim'] = self.text_embeddings.shape[1]
+    self.model = zoo.build_from_config(config.model, **overrides)
     self._image_shape = self.data.example()['image'].shape
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
     self.loss_kwargs = dict(config.get('loss', {}))
     if config.detector == 'ssd':
       self.anchors = self.model.default_boxes()
 
+  def _init_teacher(self, c):
+    """ViLD's frozen CLIP: its text embeddings of every class [C, D] and its image tower."""
+    tokenizer = shapes_captions.tokenizer()
+    teacher = zoo.build_from_config(c.clip, vocab_size=tokenizer.vocab_size)
+    variables = jax.tree.map(jnp.asarray, checkpoint.load_variables(c.clip_workdir))
+    prompts = [f'a photo of a {size} {colour} {shape}.' for shape in scenes.CLASSES
+               for size in shapes_captions.SIZES for colour in shapes_captions.COLOUR_NAMES]
+    tokens = tokenizer(prompts, teacher.context_length)
+    text = clip.l2_normalize(teacher.apply(variables, tokens, method='encode_text'))
+    self.text_embeddings = np.asarray(clip.l2_normalize(
+        text.reshape(len(scenes.CLASSES), -1, text.shape[-1]).mean(1)))
+    self.class_valid = ~np.isin(np.arange(len(scenes.CLASSES)), scenes.novel_class_ids())
+
+    def encode_crops(crops):  # crops of [0, 1] images -> CLIP's input statistics
+      return teacher.apply(variables, clip_experiment.normalize_images(crops * 255.0),
+                           method='encode_image')
+
+    self.encode_crops = encode_crops
+    self.crop_size = shapes_captions.IMAGE_SIZE
+    self._image_proposals = c.image_proposals
+
   def init(self, rng):
-    return TrainState.init_model(self.model, jnp.zeros((1, *self._image_shape)), tx=self.tx,
-                                 rng=rng)
+    example = jnp.zeros((1, *self._image_shape))
+    if self.config.detector != 'vild':
+      return TrainState.init_model(self.model, example, tx=self.tx, rng=rng)
+    variables = self.model.init(rng, example, self.text_embeddings, train=False)
+    params = variables.pop('params')
+    return TrainState.create(params=params, tx=self.tx, rng=rng, model_state=dict(variables))
 
   def losses(self, outputs, batch) -> dict[str, jax.Array]:
     """The detector's loss and its terms on one batch (examples with no objects add nothing)."""
@@ -85,13 +129,35 @@ class Detect(Experiment):
     return self.model.apply(variables, batch['image'], batch['boxes'], batch['labels'], masks, key,
                             train=train, method='losses', mutable=mutable)
 
+  def vild_losses(self, variables, batch, key, train: bool, mutable=False, teacher=None):
+    """ViLD's loss terms: ViLD-text over the base classes, ViLD-image on `teacher` (the proposals,
+    their teacher embeddings and validity; computed from `variables` when None)."""
+    teacher = self.vild_teacher(variables, batch['image']) if teacher is None else teacher
+    boxes, embeddings, valid = teacher
+    return self.model.apply(
+        variables, batch['image'], batch['boxes'], batch['labels'], key, self.text_embeddings,
+        class_valid=self.class_valid, image_boxes=boxes, image_embeddings=embeddings,
+        image_valid=valid, train=train, method='losses', mutable=mutable)
+
+  def vild_teacher(self, variables, images):
+    """The current RPN's best proposals, CLIP's embeddings of their crops, their validity."""
+    boxes, valid = self.model.apply(variables, images, self._image_proposals, method='proposals')
+    embeddings = vild.teacher_embeddings(self.encode_crops, images, boxes, self.crop_size)
+    return boxes, embeddings, valid
+
   def train_step(self, state: TrainState, batch):
+    if self.config.detector == 'vild':  # the teacher's targets, outside the gradient
+      teacher = self.vild_teacher({'params': state.params, **state.model_state}, batch['image'])
+
     def loss_fn(params):
       variables = {'params': params, **state.model_state}
       mutable = list(state.model_state)
       if self.config.detector == 'rcnn':
         terms, model_state = self.rcnn_losses(variables, batch, state.step_rng('sampling'), True,
                                               mutable)
+      elif self.config.detector == 'vild':
+        terms, model_state = self.vild_losses(variables, batch, state.step_rng('sampling'), True,
+                                              mutable, teacher)
       else:
         outputs, model_state = self.model.apply(
             variables, batch['image'], train=True, rngs={'dropout': state.step_rng('dropout')},
@@ -104,15 +170,19 @@ class Detect(Experiment):
     return state, terms
 
   def outputs(self, state: TrainState, images):
-    return self.model.apply({'params': state.params, **state.model_state}, images, train=False)
+    vocabulary = (self.text_embeddings,) if self.config.detector == 'vild' else ()
+    return self.model.apply({'params': state.params, **state.model_state}, images, *vocabulary,
+                            train=False)
 
   def eval_step(self, state: TrainState, batch):
     mask = batch['mask']
     labels = jnp.where(mask[:, None] > 0, batch['labels'], -1)  # padded examples: no objects
     batch = {**batch, 'labels': labels}
+    variables = {'params': state.params, **state.model_state}
     if self.config.detector == 'rcnn':  # a fixed sample, so evaluations compare
-      variables = {'params': state.params, **state.model_state}
       loss = self.rcnn_losses(variables, batch, jax.random.key(0), False)['loss']
+    elif self.config.detector == 'vild':
+      loss = self.vild_losses(variables, batch, jax.random.key(0), False)['loss']
     else:
       loss = self.losses(self.outputs(state, batch['image']), batch)['loss']
     return {'loss': loss * jnp.sum(mask), 'count': jnp.sum(mask)}
@@ -122,7 +192,7 @@ class Detect(Experiment):
     detector with masks {'detections': those, 'masks': bool [N, K, H, W]}."""
     outputs = self.outputs(state, images)
     size = self._image_shape[:2]
-    if self.config.detector == 'rcnn':
+    if self.config.detector in ('rcnn', 'vild'):
       detections = jnp.concatenate([outputs['boxes'], outputs['scores'][..., None],
                                     (outputs['labels'] - 1)[..., None].astype(jnp.float32)], -1)
       if 'masks' not in outputs:

@@ -187,6 +187,12 @@ def instance_detection_preprocess(ex: Mapping[str, Any]) -> Example:
   return {**detection_preprocess(ex), 'instances': np.asarray(ex['instances'], np.uint8)}
 
 
+def base_detection_preprocess(ex: Mapping[str, Any]) -> Example:
+  """`detection_preprocess` of the scenes' base classes only (`scenes.base_only`: the held-out
+  classes' annotations removed), the training data of open-vocabulary detection (ViLD)."""
+  return detection_preprocess(scenes.base_only(ex))
+
+
 def label_to_image_preprocess(ex: Mapping[str, Any]) -> Example:
   """Paired translation from semantic maps (pix2pix, SPADE on the scenes set): the per-pixel class
   map as int32 (the model one-hot encodes it) and the target image in [-1, 1]."""
@@ -207,6 +213,7 @@ PREPROCESSORS: dict[str, Callable[[Mapping[str, Any]], Example]] = {
     'super_resolution_x4': style_images.super_resolution_preprocess,
     'detection': detection_preprocess,
     'instance_detection': instance_detection_preprocess,
+    'base_detection': base_detection_preprocess,
     'label_to_image': label_to_image_preprocess,
     'unpaired': unpaired_preprocess,
 }

@@ -10,9 +10,11 @@ The evaluator (`config.evals` type `detection`) runs the experiment's `fn(state,
 detections [N, K, 6]` (x0, y0, x1, y1 in pixels, score, class index; rows of score <= 0 are
 empty) over a split of a dataset with `image`, `boxes` and `labels` features (the offline scenes
 set, padding labels -1) and reports `ap`, `ap50` and `ap75`; with `class_ids`, over those classes
-only (ViLD's novel classes). Where `fn` returns {'detections': [N, K, 6], 'masks': bool [N, K, H,
-W]} (Mask R-CNN), the mask AP (iou_type 'segm', against the dataset's `instances`) comes too, as
-`mask_ap`, `mask_ap50` and `mask_ap75`.
+only; with `subsets` ({name: class ids}), also `<name>_ap`, `<name>_ap50` and `<name>_ap75` over
+each subset from the same detections (open-vocabulary detection: base and novel classes). Where
+`fn` returns {'detections': [N, K, 6], 'masks': bool [N, K, H, W]} (Mask R-CNN), the mask AP
+(iou_type 'segm', against the dataset's `instances`) comes too, as `mask_ap`, `mask_ap50` and
+`mask_ap75`.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def coco_map(gt: Sequence[dict], detections: Sequence[dict], num_classes: int,
 
 class Detection(Evaluator):
   defaults = {'dataset': 'scenes', 'data_dir': '', 'split': 'test', 'batch_size': 64,
-              'num_classes': 5, 'class_ids': None}
+              'num_classes': 5, 'class_ids': None, 'subsets': None}
 
   def __init__(self, config, fns, mesh):
     super().__init__(config, fns, mesh)
@@ -123,6 +125,9 @@ class Detection(Evaluator):
     class_ids = None if c['class_ids'] is None else list(c['class_ids'])
     size = self.images.shape[1:3]
     results = coco_map(self.gt, detections, c['num_classes'], class_ids=class_ids, image_size=size)
+    for name, ids in (c['subsets'] or {}).items():
+      subset = coco_map(self.gt, detections, c['num_classes'], class_ids=list(ids), image_size=size)
+      results.update({f'{name}_{k}': v for k, v in subset.items()})
     if masks is not None:
       detections = [{**d, 'masks': m[k]} for d, m, k in zip(detections, masks, kept)]
       segm = coco_map(self.gt_with_masks(), detections, c['num_classes'], 'segm', class_ids, size)

@@ -1,0 +1,48 @@
+"""How well ViLD's CLIP teacher names the scenes' objects: zero-shot classification of the
+ground-truth boxes of a scenes split, cropped as ViLD-image crops its proposals (32x32 RoIAlign of
+the box plus its 1.5x enlargement), against the class text embeddings the `vild` detector uses.
+Per-class accuracy (chance 1/5): the ceiling of what ViLD-image can distill for each class.
+
+    python scripts/vild_teacher_accuracy.py --clip_workdir=runs/clip_shapes_vit_1000
+"""
+
+import argparse
+
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import detect
+from experiments.configs import detect as configs
+from jaxpapers.data import scenes
+from jaxpapers.detection import vild
+from jaxpapers.evaluators.base import load_split
+from jaxpapers.train import devices
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--clip_workdir', required=True)
+  parser.add_argument('--split', default='test')
+  args = parser.parse_args()
+  config = configs.get_config('vild_scenes')
+  config.vild.clip_workdir = args.clip_workdir
+  experiment = detect.Detect(config, devices.make_mesh())
+  data = load_split('scenes', args.split, '', ('image', 'boxes', 'labels'))
+  images = jnp.asarray(data['image'], jnp.float32) / 255.0
+  correct, total = np.zeros(len(scenes.CLASSES)), np.zeros(len(scenes.CLASSES))
+  for start in range(0, len(images), 100):
+    boxes, labels = data['boxes'][start:start + 100], data['labels'][start:start + 100]
+    embeddings = vild.teacher_embeddings(experiment.encode_crops, images[start:start + 100],
+                                         jnp.asarray(boxes), experiment.crop_size)
+    predicted = np.asarray(jnp.argmax(embeddings @ experiment.text_embeddings.T, -1))
+    for c in range(len(scenes.CLASSES)):
+      correct[c] += np.sum((labels == c) & (predicted == c))
+      total[c] += np.sum(labels == c)
+  for c, name in enumerate(scenes.CLASSES):
+    kind = 'novel' if name in scenes.NOVEL_CLASSES else 'base'
+    print(f'{name:9s} ({kind}): {correct[c] / total[c]:.3f} of {int(total[c])}')
+  print(f'all: {correct.sum() / total.sum():.3f} of {int(total.sum())}')
+
+
+if __name__ == '__main__':
+  main()
