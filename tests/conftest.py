@@ -17,6 +17,18 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope='session')
+def one_device_mesh():
+  """A one-device mesh for end-to-end runs that are not about sharding: they compile quicker (no
+  SPMD partitioning, and orbax compiles its per-device slices of each saved array once, not 8
+  times). Runs about sharding keep `devices.make_mesh()` (all 8 devices)."""
+  import numpy as np
+  from jax.sharding import Mesh
+
+  from jaxpapers.train import devices
+  return Mesh(np.asarray(jax.devices()[:1]), (devices.DATA_AXIS,))
+
+
+@pytest.fixture(scope='session')
 def digits_dir(tmp_path_factory):
   """A TFDS data directory with the offline digits dataset built in it (once per test session)."""
   from jaxpapers.data import pipeline
