@@ -29,6 +29,22 @@ def one_device_mesh():
 
 
 @pytest.fixture(scope='session')
+def loss_network_dir(tmp_path_factory):
+  """A random-weight VGG-19-layout loss network (`vgg19_bn_mini`, widths 4 ... 32) saved as
+  scripts/convert.py saves converted weights (tests/style and the translation experiment use it)."""
+  import jax.numpy as jnp
+
+  from jaxpapers import zoo
+  from jaxpapers.train import init_from
+  directory = str(tmp_path_factory.mktemp('vgg') / 'converted')
+  model = zoo.build('vgg19_bn_mini', width_divisor=16)
+  variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 3)), train=False))(
+      jax.random.key(0))
+  init_from.save_variables(directory, variables, preset='vgg19_bn_mini')
+  return directory
+
+
+@pytest.fixture(scope='session')
 def digits_dir(tmp_path_factory):
   """A TFDS data directory with the offline digits dataset built in it (once per test session)."""
   from jaxpapers.data import pipeline

@@ -2,7 +2,6 @@
 ablation trains no discriminator, and the CycleGAN round fills its image pools. The runs use one
 device (they are not about sharding, which tests/train and the detection runs check on 8)."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,7 +11,7 @@ from experiments.configs import segment as segment_configs
 from experiments.configs import translate as configs
 from jaxpapers import zoo
 from jaxpapers.errors import ConfigError
-from jaxpapers.train import checkpoint, devices, init_from, loop
+from jaxpapers.train import checkpoint, devices, loop
 
 
 @pytest.fixture(scope='module')
@@ -72,17 +71,6 @@ def test_l1_only_trains_no_discriminator(data_dir, tmp_path):
                state.players['discriminator'].params)
   # L1 alone: the loss is 100 times the mean absolute error.
   np.testing.assert_allclose(metrics['loss'], 100.0 * metrics['g_l1'], rtol=1e-6)
-
-
-@pytest.fixture(scope='module')
-def loss_network_dir(tmp_path_factory):
-  """A random-weight VGG-19-layout loss network, saved as scripts/convert.py saves weights."""
-  directory = str(tmp_path_factory.mktemp('vgg') / 'converted')
-  model = zoo.build('vgg19_bn_mini', width_divisor=16)
-  variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 3)), train=False))(
-      jax.random.key(0))
-  init_from.save_variables(directory, variables, preset='vgg19_bn_mini')
-  return directory
 
 
 def test_tiny_spade_round_uses_hinge_feature_matching_and_vgg(data_dir, loss_network_dir):

@@ -2,29 +2,15 @@
 device: they are not about sharding, which tests/train and the detection runs check on 8)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import pytest
 from PIL import Image
 
 from experiments import style_transfer, super_resolution
 from experiments.configs import style_transfer as style_configs
 from experiments.configs import super_resolution as sr_configs
-from jaxpapers import zoo
-from jaxpapers.train import init_from, loop
+from jaxpapers.train import loop
 
-LOSS_NETWORK = dict(name='vgg19_bn_mini', width_divisor=16)  # widths 4 ... 32
-
-
-@pytest.fixture(scope='module')
-def loss_network_dir(tmp_path_factory):
-  """A random-weight loss network saved as scripts/convert.py saves converted weights."""
-  directory = str(tmp_path_factory.mktemp('vgg') / 'converted')
-  model = zoo.build(**LOSS_NETWORK)
-  variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 3)), train=False))(
-      jax.random.key(0))
-  init_from.save_variables(directory, variables, preset='vgg19_bn_mini')
-  return directory
+LOSS_NETWORK = dict(name='vgg19_bn_mini', width_divisor=16)  # conftest's loss_network_dir
 
 
 def _with_loss_network(config, directory):
