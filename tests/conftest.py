@@ -17,6 +17,34 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope='session')
+def one_device_mesh():
+  """A one-device mesh for end-to-end runs that are not about sharding: they compile quicker (no
+  SPMD partitioning, and orbax compiles its per-device slices of each saved array once, not 8
+  times). Runs about sharding keep `devices.make_mesh()` (all 8 devices)."""
+  import numpy as np
+  from jax.sharding import Mesh
+
+  from jaxpapers.train import devices
+  return Mesh(np.asarray(jax.devices()[:1]), (devices.DATA_AXIS,))
+
+
+@pytest.fixture(scope='session')
+def loss_network_dir(tmp_path_factory):
+  """A random-weight VGG-19-layout loss network (`vgg19_bn_mini`, widths 4 ... 32) saved as
+  scripts/convert.py saves converted weights (tests/style and the translation experiment use it)."""
+  import jax.numpy as jnp
+
+  from jaxpapers import zoo
+  from jaxpapers.train import init_from
+  directory = str(tmp_path_factory.mktemp('vgg') / 'converted')
+  model = zoo.build('vgg19_bn_mini', width_divisor=16)
+  variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 3)), train=False))(
+      jax.random.key(0))
+  init_from.save_variables(directory, variables, preset='vgg19_bn_mini')
+  return directory
+
+
+@pytest.fixture(scope='session')
 def digits_dir(tmp_path_factory):
   """A TFDS data directory with the offline digits dataset built in it (once per test session)."""
   from jaxpapers.data import pipeline

@@ -1,7 +1,7 @@
 """The translation experiment: tiny pix2pix, SPADE and CycleGAN runs end to end, the L1-only
-ablation trains no discriminator, and the CycleGAN round fills its image pools."""
+ablation trains no discriminator, and the CycleGAN round fills its image pools. The runs use one
+device (they are not about sharding, which tests/train and the detection runs check on 8)."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,7 +11,7 @@ from experiments.configs import segment as segment_configs
 from experiments.configs import translate as configs
 from jaxpapers import zoo
 from jaxpapers.errors import ConfigError
-from jaxpapers.train import checkpoint, devices, init_from, loop
+from jaxpapers.train import checkpoint, devices, loop
 
 
 @pytest.fixture(scope='module')
@@ -20,7 +20,7 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def segmenter_dir(data_dir, tmp_path_factory):
+def segmenter_dir(data_dir, one_device_mesh, tmp_path_factory):
   """A fixed (barely trained) `unet_scenes` segmenter: 1 step of segment's tiny preset."""
   config = segment_configs.get_config('tiny')
   config.model = {'name': 'unet_scenes'}
@@ -28,7 +28,7 @@ def segmenter_dir(data_dir, tmp_path_factory):
   config.evals = {}
   config.train.update(steps=1, eval_every=0, checkpoint_every=1)
   workdir = str(tmp_path_factory.mktemp('segmenter'))
-  loop.train_and_evaluate(segment.Segment(config, devices.make_mesh()), workdir)
+  loop.train_and_evaluate(segment.Segment(config, one_device_mesh), workdir)
   return workdir
 
 
@@ -41,11 +41,11 @@ def _config(preset, data_dir):
   return config
 
 
-def test_tiny_pix2pix_logs_l1_segmentation_and_a_grid(data_dir, segmenter_dir, tmp_path):
+def test_tiny_pix2pix_logs_l1_segmentation_and_a_grid(data_dir, segmenter_dir, one_device_mesh,
+                                                      tmp_path):
   config = _config('tiny', data_dir)
   config.evals.label_to_image.segmenter_workdir = segmenter_dir
-  results = loop.train_and_evaluate(translate.Translate(config, devices.make_mesh()),
-                                    str(tmp_path))
+  results = loop.train_and_evaluate(translate.Translate(config, one_device_mesh), str(tmp_path))
   assert results['train_step_compilations'] == 1
   evaluation = results['eval']
   assert 0 < evaluation['l1'] < 1
@@ -71,17 +71,6 @@ def test_l1_only_trains_no_discriminator(data_dir, tmp_path):
                state.players['discriminator'].params)
   # L1 alone: the loss is 100 times the mean absolute error.
   np.testing.assert_allclose(metrics['loss'], 100.0 * metrics['g_l1'], rtol=1e-6)
-
-
-@pytest.fixture(scope='module')
-def loss_network_dir(tmp_path_factory):
-  """A random-weight VGG-19-layout loss network, saved as scripts/convert.py saves weights."""
-  directory = str(tmp_path_factory.mktemp('vgg') / 'converted')
-  model = zoo.build('vgg19_bn_mini', width_divisor=16)
-  variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 3)), train=False))(
-      jax.random.key(0))
-  init_from.save_variables(directory, variables, preset='vgg19_bn_mini')
-  return directory
 
 
 def test_tiny_spade_round_uses_hinge_feature_matching_and_vgg(data_dir, loss_network_dir):
@@ -112,10 +101,9 @@ def test_tiny_spade_round_uses_hinge_feature_matching_and_vgg(data_dir, loss_net
                                                                                 'scale_1'}
 
 
-def test_tiny_cyclegan_fills_its_pools_and_measures_domains(data_dir, tmp_path):
+def test_tiny_cyclegan_fills_its_pools_and_measures_domains(data_dir, one_device_mesh, tmp_path):
   config = _config('tiny_cyclegan', data_dir)
-  results = loop.train_and_evaluate(translate.Translate(config, devices.make_mesh()),
-                                    str(tmp_path))
+  results = loop.train_and_evaluate(translate.Translate(config, one_device_mesh), str(tmp_path))
   # 2 rounds of 8 images each into pools of 50 (the state is checkpointed with them).
   buffers = checkpoint.load_state(str(tmp_path))['buffers']
   assert int(buffers['pool_a']['count']) == 16 and int(buffers['pool_b']['count']) == 16

@@ -1,29 +1,16 @@
-"""Tiny end-to-end runs of experiments/style_transfer.py and experiments/super_resolution.py."""
+"""Tiny end-to-end runs of experiments/style_transfer.py and experiments/super_resolution.py (on one
+device: they are not about sharding, which tests/train and the detection runs check on 8)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import pytest
 from PIL import Image
 
 from experiments import style_transfer, super_resolution
 from experiments.configs import style_transfer as style_configs
 from experiments.configs import super_resolution as sr_configs
-from jaxpapers import zoo
-from jaxpapers.train import devices, init_from, loop
+from jaxpapers.train import loop
 
-LOSS_NETWORK = dict(name='vgg19_bn_mini', width_divisor=16)  # widths 4 ... 32
-
-
-@pytest.fixture(scope='module')
-def loss_network_dir(tmp_path_factory):
-  """A random-weight loss network saved as scripts/convert.py saves converted weights."""
-  directory = str(tmp_path_factory.mktemp('vgg') / 'converted')
-  model = zoo.build(**LOSS_NETWORK)
-  variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 3)), train=False))(
-      jax.random.key(0))
-  init_from.save_variables(directory, variables, preset='vgg19_bn_mini')
-  return directory
+LOSS_NETWORK = dict(name='vgg19_bn_mini', width_divisor=16)  # conftest's loss_network_dir
 
 
 def _with_loss_network(config, directory):
@@ -31,10 +18,10 @@ def _with_loss_network(config, directory):
   return config
 
 
-def test_gatys_optimises_the_image(loss_network_dir, tmp_path):
+def test_gatys_optimises_the_image(loss_network_dir, one_device_mesh, tmp_path):
   config = _with_loss_network(style_configs.get_config('tiny_gatys'), loss_network_dir)
   config.train.steps = 3
-  experiment = style_transfer.StyleTransfer(config, devices.make_mesh())
+  experiment = style_transfer.StyleTransfer(config, one_device_mesh)
   results = loop.train_and_evaluate(experiment, str(tmp_path))
   assert results['train_step_compilations'] == 1
   evaluation = results['eval']
@@ -46,9 +33,9 @@ def test_gatys_optimises_the_image(loss_network_dir, tmp_path):
   assert grid.shape[0] == 2 * (32 + 2)  # one row: content, style, result, enlarged twice
 
 
-def test_johnson_trains_the_network(loss_network_dir, tmp_path):
+def test_johnson_trains_the_network(loss_network_dir, one_device_mesh, tmp_path):
   config = _with_loss_network(style_configs.get_config('tiny_johnson'), loss_network_dir)
-  experiment = style_transfer.StyleTransfer(config, devices.make_mesh())
+  experiment = style_transfer.StyleTransfer(config, one_device_mesh)
   results = loop.train_and_evaluate(experiment, str(tmp_path))
   assert results['train_step_compilations'] == 1
   for key in ('johnson_content_loss', 'johnson_style_loss', 'gatys_total'):
@@ -56,10 +43,10 @@ def test_johnson_trains_the_network(loss_network_dir, tmp_path):
   assert results['train']['style_loss'] > 0
 
 
-def test_srresnet_mse_then_srgan_from_it(loss_network_dir, tmp_path):
+def test_srresnet_mse_then_srgan_from_it(loss_network_dir, one_device_mesh, tmp_path):
   mse = _with_loss_network(sr_configs.get_config('tiny'), loss_network_dir)
   mse.sr.update(content='mse', adversarial_weight=0.0)
-  results = loop.train_and_evaluate(super_resolution.SuperResolution(mse, devices.make_mesh()),
+  results = loop.train_and_evaluate(super_resolution.SuperResolution(mse, one_device_mesh),
                                     str(tmp_path / 'mse'))
   evaluation = results['eval']
   assert 'discriminator_loss' not in results['train']
@@ -71,7 +58,7 @@ def test_srresnet_mse_then_srgan_from_it(loss_network_dir, tmp_path):
 
   gan = _with_loss_network(sr_configs.get_config('tiny'), loss_network_dir)
   gan.sr.generator_init = str(tmp_path / 'mse')
-  experiment = super_resolution.SuperResolution(gan, devices.make_mesh())
+  experiment = super_resolution.SuperResolution(gan, one_device_mesh)
   state = jax.jit(experiment.init)(jax.random.key(1))
   saved = experiment.generator_init['params']['conv_in']['kernel']
   np.testing.assert_array_equal(state.players['generator'].params['conv_in']['kernel'], saved)
