@@ -42,7 +42,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-
 import numpy as np
 
 from experiments import clip as clip_experiment
