@@ -19,13 +19,19 @@ def test_snap_sums_the_k_most_cosine_similar_codes():
   np.testing.assert_allclose(out[0], codebook[0] + codebook[4])
 
 
-def test_codebook_gpt_outputs_depend_only_on_the_active_codes_and_gradients_flow():
+def _tiny_codebook_gpt():
+  """A 1-layer GPT with 16 codes (k = 2) on its MLP output, a 6-token input and its parameters."""
   model = gpt.GPT(vocab_size=4, max_len=6, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16,
                   dropout_rate=0.0, attention_dropout_rate=0.0)
   tokens = np.array([[0, 1, 2, 3, 0, 1]], np.int32)
   method = cbf.CodebookFeatures(num_codes=16, k=2)
   params = method.init(model, model.init(jax.random.key(0), tokens)['params'], jax.random.key(1),
                        tokens)
+  return model, tokens, method, params
+
+
+def test_codebook_gpt_outputs_depend_only_on_the_active_codes_and_gradients_flow():
+  model, tokens, method, params = _tiny_codebook_gpt()
   out, inter = method.apply(model, {'params': params}, tokens, mutable=['intermediates'])
   codes = inter['intermediates']['h_0']['mlp']['c_proj']['codes'][0]
   chex.assert_shape(codes, (1, 6, 2))
@@ -59,12 +65,7 @@ def test_fsm_walks_follow_edges_and_valid_next_admits_the_true_next_token():
 
 
 def test_dead_codes_are_replaced_by_current_activations_and_live_codes_kept():
-  model = gpt.GPT(vocab_size=4, max_len=6, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16,
-                  dropout_rate=0.0, attention_dropout_rate=0.0)
-  tokens = np.array([[0, 1, 2, 3, 0, 1]], np.int32)
-  method = cbf.CodebookFeatures(num_codes=16, k=2)
-  params = method.init(model, model.init(jax.random.key(0), tokens)['params'], jax.random.key(1),
-                       tokens)
+  model, tokens, method, params = _tiny_codebook_gpt()
   forward = lambda p: method.apply(model, {'params': p}, tokens,
                                    mutable=['intermediates'])[1]['intermediates']
   inter = forward(params)
