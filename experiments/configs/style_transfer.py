@@ -38,7 +38,7 @@ def gatys() -> ml_collections.ConfigDict:
       johnson_content_weight=1.0, johnson_style_weight=1.0, tv_weight=1e-5,
       train_photograph='flower', num_crops=512, crop_size=64,  # Johnson's content images
   ))
-  c.network = ml_collections.ConfigDict(dict(name='johnson_transform'))
+  c.network = ml_collections.ConfigDict(dict(name='johnson_transform', upsampling='transposed'))
   c.perceptual = ml_collections.ConfigDict(dict(
       model=dict(name='vgg19_bn_mini'), init_from='runs/vgg19_bn_mini_shapes',
       train_preset='vgg19_bn_mini_shapes', pooling='avg',

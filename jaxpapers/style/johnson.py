@@ -87,6 +87,7 @@ _PAPER = ('Perceptual Losses for Real-Time Style Transfer and Super-Resolution '
 zoo.register('johnson_transform', TransformNet, inputs=zoo.image_input(256, 256, 3),
              paper=_PAPER, reference_params=1_679_235,
              reference_source='PyTorch examples fast_neural_style TransformerNet')
-zoo.register('johnson_transform_tiny', lambda: TransformNet(widths=(8, 16, 32), num_residual=2),
+zoo.register('johnson_transform_tiny',
+             lambda **kw: TransformNet(widths=(8, 16, 32), num_residual=2, **kw),
              inputs=zoo.image_input(32, 32, 3), paper=_PAPER, reference_params=None,
              reference_source='none: a small variant for tests')
