@@ -431,11 +431,17 @@ class MaskRCNN(nn.Module):
         post_nms_top_n=c.rpn_post_nms_top_n[0 if train else 1], nms_threshold=c.rpn_nms_threshold)
     return jax.vmap(fn)(jax.lax.stop_gradient(objectness), jax.lax.stop_gradient(deltas))
 
-  def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-    c = self.config
+  def inference_rois(self, images: jax.Array, train: bool = False):
+    """The first stage at inference: features and the RPN's proposals [B, R, 4] with their
+    validity [B, R], at the inference settings (`rpn_*_top_n[1]`)."""
     features = self.features(images, train)
     objectness, deltas = self.rpn(features)
     rois, valid = self.propose(images, features, objectness, deltas, train=False)
+    return features, rois, valid
+
+  def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+    c = self.config
+    features, rois, valid = self.inference_rois(images, train)
     logits, box_deltas = self.box_outputs(features, rois)
     boxes, scores, labels = jax.vmap(functools.partial(
         detect_boxes, image_size=images.shape[1:3], config=c))(logits, box_deltas, rois, valid)

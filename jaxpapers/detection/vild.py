@@ -137,9 +137,7 @@ class ViLD(mask_rcnn.MaskRCNN):
   def proposals(self, images: jax.Array, num: int) -> tuple[jax.Array, jax.Array]:
     """The RPN's `num` best proposals [B, num, 4] and their validity [B, num] (inference
     settings): ViLD-image's boxes, whose teacher embeddings `teacher_embeddings` computes."""
-    features = self.features(images)
-    objectness, deltas = self.rpn(features)
-    rois, valid = self.propose(images, features, objectness, deltas, train=False)
+    _, rois, valid = self.inference_rois(images)
     return rois[:, :num], valid[:, :num]
 
   def classify(self, regions: jax.Array, text_embeddings: jax.Array) -> jax.Array:
@@ -147,9 +145,7 @@ class ViLD(mask_rcnn.MaskRCNN):
 
   def __call__(self, images: jax.Array, text_embeddings: jax.Array,
                train: bool = False) -> dict[str, jax.Array]:
-    features = self.features(images, train)
-    objectness, deltas = self.rpn(features)
-    rois, valid = self.propose(images, features, objectness, deltas, train=False)
+    features, rois, valid = self.inference_rois(images, train)
     regions, box_deltas = self.region_outputs(features, rois)
     logits = self.classify(regions, text_embeddings)
     box_deltas = jnp.broadcast_to(box_deltas[:, :, None], (*logits.shape, 4))
