@@ -17,18 +17,6 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope='session')
-def one_device_mesh():
-  """A one-device mesh for end-to-end runs that are not about sharding: they compile quicker (no
-  SPMD partitioning, and orbax compiles its per-device slices of each saved array once, not 8
-  times). Runs about sharding keep `devices.make_mesh()` (all 8 devices)."""
-  import numpy as np
-  from jax.sharding import Mesh
-
-  from jaxpapers.train import devices
-  return Mesh(np.asarray(jax.devices()[:1]), (devices.DATA_AXIS,))
-
-
-@pytest.fixture(scope='session')
 def loss_network_dir(tmp_path_factory):
   """A random-weight VGG-19-layout loss network (`vgg19_bn_mini`, widths 4 ... 32) saved as
   scripts/convert.py saves converted weights (tests/style and the translation experiment use it)."""

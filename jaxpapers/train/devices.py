@@ -48,10 +48,11 @@ def compiler_options() -> dict[str, str] | None:
           ','.join(f'LIBRARY_FUSION_TYPE_{t}' for t in _CPU_YNN_FUSION_TYPES)}
 
 
-def make_mesh() -> Mesh:
+def make_mesh(num_devices: int | None = None) -> Mesh:
+  """The data-parallel mesh over all devices, or over the first `num_devices`."""
   # Mesh(...) rather than jax.make_mesh: the latter defaults to Explicit axes, under which eager
   # indexing of sharded results raises (STACK-NOTES.md).
-  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+  return Mesh(np.asarray(jax.devices()[:num_devices]), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

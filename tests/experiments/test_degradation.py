@@ -7,7 +7,6 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from jax.sharding import Mesh
 
 from experiments import classify, degradation
 from experiments.configs import classify as classify_configs
@@ -20,10 +19,6 @@ def _distortion(**kwargs):
   d = dict(rotation_degrees=0.0, scale=0.0, shear=0.0, translation=0.0, noise_std=0.0)
   d.update(kwargs)
   return ml_collections.ConfigDict(d)
-
-
-def _one_device():
-  return Mesh(np.asarray(jax.devices()[:1]), (devices.DATA_AXIS,))  # a quicker compile
 
 
 def _blob(size=15):
@@ -93,7 +88,7 @@ def test_smooth_is_a_trailing_mean():
 def test_tiny_run_trains_and_draws_the_figure(digits_dir, tmp_path):
   config = configs.get_config('tiny')
   config.data.data_dir = digits_dir
-  summary = degradation.run(config, str(tmp_path), _one_device())
+  summary = degradation.run(config, str(tmp_path), devices.make_mesh(1))
   assert list(summary['models']) == ['resnet20']
   steps, error = degradation.error_curves(str(tmp_path / 'resnet20'))['train']
   np.testing.assert_array_equal(steps, [1, 2, 3, 4])
@@ -120,7 +115,7 @@ def test_cifar10_resnet20_preset_trains_on_mock_cifar(tmp_path):
   config = classify_configs.get_config('cifar10_resnet20')
   config.data.data_dir = str(tmp_path / 'tfds')
   config.train.update(steps=2, batch_size=4, log_every=1, eval_every=2, checkpoint_every=2)
-  mesh = _one_device()
+  mesh = devices.make_mesh(1)
   with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
     results = loop.train_and_evaluate(classify.Classify(config, mesh), str(tmp_path / 'run'))
   assert results['step'] == 2 and np.isfinite(results['train']['loss'])

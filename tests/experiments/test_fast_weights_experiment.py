@@ -6,7 +6,6 @@ import chex
 import jax
 import numpy as np
 import pytest
-from jax.sharding import Mesh
 
 from experiments import fast_weights
 from experiments.configs import fast_weights as configs
@@ -63,7 +62,7 @@ def test_each_split_metric_is_that_split_mean(straight):
 
 def test_resume_on_one_device_equals_uninterrupted_run(straight, tmp_path):
   run(tmp_path, steps=20)  # Saved on 8 devices, data position included.
-  run(tmp_path, steps=40, mesh=Mesh(np.asarray(jax.devices()[:1]), (devices.DATA_AXIS,)))
+  run(tmp_path, steps=40, mesh=devices.make_mesh(1))
   chex.assert_trees_all_close(checkpoint.load_params(tmp_path), checkpoint.load_params(straight[0]),
                               rtol=1e-5, atol=1e-6)
 

@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh
 from PIL import Image
 
 from experiments import classify, gan
@@ -18,10 +17,6 @@ from jaxpapers.train import checkpoint, devices, loop
 def classifier_dir(digits_dir, tmp_path_factory):
   """A fixed digits classifier: classify's tiny preset (an MLP, 20 steps)."""
   return classify.trained_classifier(str(tmp_path_factory.mktemp('classifier')), 'tiny', digits_dir)
-
-
-def _one_device():
-  return Mesh(np.asarray(jax.devices()[:1]), (devices.DATA_AXIS,))
 
 
 def tiny_config(data_dir, classifier_dir=None, conditional=False):
@@ -75,7 +70,7 @@ def dcgan(tmp_path_factory):
   config.discriminator.features = 4
   config.evals = {}
   config.train.batch_size = 8
-  experiment = gan.GAN(config, _one_device())
+  experiment = gan.GAN(config, devices.make_mesh(1))
   return experiment, jax.jit(experiment.init)(jax.random.PRNGKey(0))
 
 
@@ -123,7 +118,7 @@ def test_the_conditional_generators_class_changes_the_classifiers_prediction(dig
   config.optim.generator.learning_rate = config.optim.discriminator.learning_rate = 1e-3
   config.ema_decay = 0.99
   config.train.update(steps=1500, log_every=500, eval_every=0, checkpoint_every=1500)
-  experiment = gan.GAN(config, _one_device())
+  experiment = gan.GAN(config, devices.make_mesh(1))
   state = loop.train_and_evaluate(experiment, str(tmp_path / 'run'))
   assert state['status'] == 'finished'
   restored = _restore(experiment, str(tmp_path / 'run'))

@@ -20,7 +20,7 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def segmenter_dir(data_dir, one_device_mesh, tmp_path_factory):
+def segmenter_dir(data_dir, tmp_path_factory):
   """A fixed (barely trained) `unet_scenes` segmenter: 1 step of segment's tiny preset."""
   config = segment_configs.get_config('tiny')
   config.model = {'name': 'unet_scenes'}
@@ -28,7 +28,7 @@ def segmenter_dir(data_dir, one_device_mesh, tmp_path_factory):
   config.evals = {}
   config.train.update(steps=1, eval_every=0, checkpoint_every=1)
   workdir = str(tmp_path_factory.mktemp('segmenter'))
-  loop.train_and_evaluate(segment.Segment(config, one_device_mesh), workdir)
+  loop.train_and_evaluate(segment.Segment(config, devices.make_mesh(1)), workdir)
   return workdir
 
 
@@ -41,11 +41,10 @@ def _config(preset, data_dir):
   return config
 
 
-def test_tiny_pix2pix_logs_l1_segmentation_and_a_grid(data_dir, segmenter_dir, one_device_mesh,
-                                                      tmp_path):
+def test_tiny_pix2pix_logs_l1_segmentation_and_a_grid(data_dir, segmenter_dir, tmp_path):
   config = _config('tiny', data_dir)
   config.evals.label_to_image.segmenter_workdir = segmenter_dir
-  results = loop.train_and_evaluate(translate.Translate(config, one_device_mesh), str(tmp_path))
+  results = loop.train_and_evaluate(translate.Translate(config, devices.make_mesh(1)), str(tmp_path))
   assert results['train_step_compilations'] == 1
   evaluation = results['eval']
   assert 0 < evaluation['l1'] < 1
@@ -101,9 +100,9 @@ def test_tiny_spade_round_uses_hinge_feature_matching_and_vgg(data_dir, loss_net
                                                                                 'scale_1'}
 
 
-def test_tiny_cyclegan_fills_its_pools_and_measures_domains(data_dir, one_device_mesh, tmp_path):
+def test_tiny_cyclegan_fills_its_pools_and_measures_domains(data_dir, tmp_path):
   config = _config('tiny_cyclegan', data_dir)
-  results = loop.train_and_evaluate(translate.Translate(config, one_device_mesh), str(tmp_path))
+  results = loop.train_and_evaluate(translate.Translate(config, devices.make_mesh(1)), str(tmp_path))
   # 2 rounds of 8 images each into pools of 50 (the state is checkpointed with them).
   buffers = checkpoint.load_state(str(tmp_path))['buffers']
   assert int(buffers['pool_a']['count']) == 16 and int(buffers['pool_b']['count']) == 16

@@ -15,7 +15,6 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
-from jax.sharding import Mesh
 
 torch = pytest.importorskip('torch')
 torchvision = pytest.importorskip('torchvision')
@@ -194,7 +193,7 @@ def test_fine_tunes_from_the_converted_file(converted_resnet18, tmp_path):
       train=dict(steps=8, batch_size=32, log_every=4, eval_every=0, checkpoint_every=8,
                  max_to_keep=1)))
   # One device: the sharded paths are tested elsewhere, and compile much slower on 8 simulated ones.
-  experiment = _TenClassResNet18(config, Mesh(np.asarray(jax.devices()[:1]), (devices.DATA_AXIS,)))
+  experiment = _TenClassResNet18(config, devices.make_mesh(1))
   # Step 0, as the loop builds it: the backbone is the converted one, the head is new.
   fresh = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   start = init_from.load_into(fresh, converted, exclude=_FC)

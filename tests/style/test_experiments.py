@@ -8,7 +8,7 @@ from PIL import Image
 from experiments import style_transfer, super_resolution
 from experiments.configs import style_transfer as style_configs
 from experiments.configs import super_resolution as sr_configs
-from jaxpapers.train import loop
+from jaxpapers.train import devices, loop
 
 LOSS_NETWORK = dict(name='vgg19_bn_mini', width_divisor=16)  # conftest's loss_network_dir
 
@@ -18,10 +18,10 @@ def _with_loss_network(config, directory):
   return config
 
 
-def test_gatys_optimises_the_image(loss_network_dir, one_device_mesh, tmp_path):
+def test_gatys_optimises_the_image(loss_network_dir, tmp_path):
   config = _with_loss_network(style_configs.get_config('tiny_gatys'), loss_network_dir)
   config.train.steps = 3
-  experiment = style_transfer.StyleTransfer(config, one_device_mesh)
+  experiment = style_transfer.StyleTransfer(config, devices.make_mesh(1))
   results = loop.train_and_evaluate(experiment, str(tmp_path))
   assert results['train_step_compilations'] == 1
   evaluation = results['eval']
@@ -33,9 +33,9 @@ def test_gatys_optimises_the_image(loss_network_dir, one_device_mesh, tmp_path):
   assert grid.shape[0] == 2 * (32 + 2)  # one row: content, style, result, enlarged twice
 
 
-def test_johnson_trains_the_network(loss_network_dir, one_device_mesh, tmp_path):
+def test_johnson_trains_the_network(loss_network_dir, tmp_path):
   config = _with_loss_network(style_configs.get_config('tiny_johnson'), loss_network_dir)
-  experiment = style_transfer.StyleTransfer(config, one_device_mesh)
+  experiment = style_transfer.StyleTransfer(config, devices.make_mesh(1))
   results = loop.train_and_evaluate(experiment, str(tmp_path))
   assert results['train_step_compilations'] == 1
   for key in ('johnson_content_loss', 'johnson_style_loss', 'gatys_total'):
@@ -43,10 +43,10 @@ def test_johnson_trains_the_network(loss_network_dir, one_device_mesh, tmp_path)
   assert results['train']['style_loss'] > 0
 
 
-def test_srresnet_mse_then_srgan_from_it(loss_network_dir, one_device_mesh, tmp_path):
+def test_srresnet_mse_then_srgan_from_it(loss_network_dir, tmp_path):
   mse = _with_loss_network(sr_configs.get_config('tiny'), loss_network_dir)
   mse.sr.update(content='mse', adversarial_weight=0.0)
-  results = loop.train_and_evaluate(super_resolution.SuperResolution(mse, one_device_mesh),
+  results = loop.train_and_evaluate(super_resolution.SuperResolution(mse, devices.make_mesh(1)),
                                     str(tmp_path / 'mse'))
   evaluation = results['eval']
   assert 'discriminator_loss' not in results['train']
@@ -58,7 +58,7 @@ def test_srresnet_mse_then_srgan_from_it(loss_network_dir, one_device_mesh, tmp_
 
   gan = _with_loss_network(sr_configs.get_config('tiny'), loss_network_dir)
   gan.sr.generator_init = str(tmp_path / 'mse')
-  experiment = super_resolution.SuperResolution(gan, one_device_mesh)
+  experiment = super_resolution.SuperResolution(gan, devices.make_mesh(1))
   state = jax.jit(experiment.init)(jax.random.key(1))
   saved = experiment.generator_init['params']['conv_in']['kernel']
   np.testing.assert_array_equal(state.players['generator'].params['conv_in']['kernel'], saved)

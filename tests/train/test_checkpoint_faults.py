@@ -12,7 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from jaxpapers.errors import CheckpointError
-from jaxpapers.train import checkpoint
+from jaxpapers.train import checkpoint, devices
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_loop  # noqa: E402  (its tiny config and in-process runner)
@@ -27,7 +27,7 @@ def config(digits_dir, steps):
 
 
 def run(digits_dir, workdir, steps):
-  return test_loop.run(config(digits_dir, steps), workdir, mesh=test_loop.one_device_mesh())
+  return test_loop.run(config(digits_dir, steps), workdir, mesh=devices.make_mesh(1))
 
 
 @pytest.fixture(scope='module')

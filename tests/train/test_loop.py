@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh
 
 from experiments import classify
 from experiments.configs import classify as classify_configs
@@ -25,10 +24,6 @@ def tiny_config(digits_dir, **train):
   return config
 
 
-def one_device_mesh():
-  return Mesh(np.asarray(jax.devices()[:1]), (devices.DATA_AXIS,))
-
-
 def run(config, workdir, mesh=None, experiment_class=classify.Classify):
   experiment = experiment_class(config, mesh or devices.make_mesh())
   return loop.train_and_evaluate(experiment, str(workdir))
@@ -38,7 +33,7 @@ def test_eight_devices_equal_one_device_and_compile_once(digits_dir, tmp_path):
   assert jax.device_count() == 8
   config = tiny_config(digits_dir, steps=12, batch_size=32)
   sharded = run(config, tmp_path / 'eight')
-  single = run(config, tmp_path / 'one', mesh=one_device_mesh())
+  single = run(config, tmp_path / 'one', mesh=devices.make_mesh(1))
   chex.assert_trees_all_close(checkpoint.load_params(tmp_path / 'eight'),
                               checkpoint.load_params(tmp_path / 'one'), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(sharded['eval']['loss'], single['eval']['loss'], rtol=1e-5)
@@ -51,8 +46,8 @@ def test_eight_devices_equal_one_device_and_compile_once(digits_dir, tmp_path):
 
 def test_resume_on_another_device_count_equals_uninterrupted_run(digits_dir, tmp_path):
   run(tiny_config(digits_dir, steps=10), tmp_path / 'resumed')  # saved on 8 devices
-  run(tiny_config(digits_dir, steps=20), tmp_path / 'resumed', mesh=one_device_mesh())
-  run(tiny_config(digits_dir, steps=20), tmp_path / 'straight', mesh=one_device_mesh())
+  run(tiny_config(digits_dir, steps=20), tmp_path / 'resumed', mesh=devices.make_mesh(1))
+  run(tiny_config(digits_dir, steps=20), tmp_path / 'straight', mesh=devices.make_mesh(1))
   chex.assert_trees_all_close(checkpoint.load_params(tmp_path / 'resumed'),
                               checkpoint.load_params(tmp_path / 'straight'), rtol=1e-5, atol=1e-6)
 
@@ -122,14 +117,14 @@ def test_checkpoint_of_another_model_is_rejected_clearly(digits_dir, tmp_path):
     run(config, tmp_path)
 
 
-@pytest.mark.parametrize('make_mesh', [one_device_mesh, devices.make_mesh])
+@pytest.mark.parametrize('num_devices', [1, None])
 def test_the_loop_waits_for_the_device_only_to_log_checkpoint_or_evaluate(digits_dir, tmp_path,
-                                                                         monkeypatch, make_mesh):
+                                                                         monkeypatch, num_devices):
   fetched = []
   fetch = loop._fetch
   monkeypatch.setattr(loop, '_fetch', lambda tree: fetched.append(tree) or fetch(tree))
   run(tiny_config(digits_dir, steps=25, log_every=10, checkpoint_every=15, eval_every=0), tmp_path,
-      mesh=make_mesh())
+      mesh=devices.make_mesh(num_devices))
   # start-up (the step counter), logs at 10, 20 and the last step 25 (summarised once, though it is
   # off the log interval and also a checkpoint step), the NaN check before the checkpoint at 15, and
   # the final evaluation's sums: six transfers in 25 steps.
