@@ -30,9 +30,9 @@ def gatys() -> ml_collections.ConfigDict:
       method='gatys',  # gatys | johnson
       content='china', height=128, style_seed=0,
       init='content',  # content | noise (Gatys et al.'s 2016 paper starts from white noise)
-      # alpha, beta (eq. 7): the paper's alpha / beta is 1e-3 on ImageNet VGG-19; 1e-2 balances the two
-      # losses on the offline loss network (WORKSPACE.md)
-      gatys_content_weight=1e-2, gatys_style_weight=1.0,
+      # alpha, beta (eq. 7): the paper's alpha / beta = 1e-3; on the offline loss network it also
+      # balances the two terms (the photograph's style loss 0.27, the style image's content loss 443)
+      gatys_content_weight=1e-3, gatys_style_weight=1.0,
       # Johnson's weights: feature loss 1, style 1 (fast-neural-style's 5 is for its Gram MSE, a
       # mean over C^2 entries; here the paper's squared Frobenius norm), TV 1e-5 (images in [0, 1])
       johnson_content_weight=1.0, johnson_style_weight=1.0, tv_weight=1e-5,
