@@ -3,7 +3,7 @@
 "One-shot Learning with Memory-Augmented Neural Networks", Santoro, Bartunov, Botvinick, Wierstra,
 Lillicrap 2016, arXiv:1605.06065, sections 2.1 and 4.1.
 
-    python -m experiments.mann --config=experiments/configs/mann.py:digits --workdir=runs/mann
+    python -m experiments.mann --config=experiments/configs/mann.py:glyphs --workdir=runs/mann
 
 Trains `OneShotMANN` with softmax cross-entropy at every step of 5-way episodes (labels shown one
 step late, a new label mapping per episode) drawn from the training classes, and reports accuracy
@@ -19,6 +19,7 @@ import optax
 
 from jaxpapers import zoo
 from jaxpapers.data import one_shot_episodes, pipeline
+from jaxpapers.errors import ConfigError
 from jaxpapers.train import cli, optim
 from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
@@ -31,11 +32,18 @@ class OneShotEpisodes(Experiment):
     d = config.data
     self.model = zoo.build_from_config(config.model, num_classes=d.num_classes)
     kwargs = dict(num_classes=d.num_classes, per_class=d.per_class)
+    if d.name == 'digits':
+      train_classes, eval_classes = (one_shot_episodes.digit_classes(digits) for digits in
+                                     (one_shot_episodes.TRAIN_DIGITS, one_shot_episodes.TEST_DIGITS))
+    elif d.name in ('font_glyphs', 'font_glyphs_tiny'):
+      train_classes, eval_classes = (
+          one_shot_episodes.glyph_classes(d.name, split, d.data_dir or None)
+          for split in ('train', 'test'))
+    else:
+      raise ConfigError(f'config.data.name={d.name!r}; valid: digits, font_glyphs, font_glyphs_tiny')
     self.data = pipeline.Splits(
-        train=one_shot_episodes.Episodes(one_shot_episodes.digit_classes(
-            one_shot_episodes.TRAIN_DIGITS), d.train_episodes, d.seed, **kwargs),
-        eval=one_shot_episodes.Episodes(one_shot_episodes.digit_classes(
-            one_shot_episodes.TEST_DIGITS), d.eval_episodes, d.seed + 1, **kwargs))
+        train=one_shot_episodes.Episodes(train_classes, d.train_episodes, d.seed, **kwargs),
+        eval=one_shot_episodes.Episodes(eval_classes, d.eval_episodes, d.seed + 1, **kwargs))
     self._example = self.data.example()
     self.tx = optim.make_optimizer(config.optim, config.train.steps)
 
