@@ -8,11 +8,15 @@ prediction averages the steps' predictions. The paper's baseline is the same CNN
 frames, its predictions averaged over the clip (`single_frame=True` here).
 
 Departures: the paper's CNN is CaffeNet pre-trained on ImageNet (its fc6 features into an LSTM of
-256 units); here a small convnet (`show_and_tell.ConvEncoder`) is trained jointly from scratch
-on the project's 32x32 moving-shapes clips (`jaxpapers.data.moving_shapes`), with an LSTM of
-128. The paper averages per-frame probabilities; the model returns the average of per-frame
-log-probabilities (their geometric mean, as logits), so `experiments/classify.py` trains it
-unchanged with one cross-entropy per clip rather than one per frame.
+256 units); here a small convnet (`show_and_tell.ConvEncoder`'s three conv-pool stages, batch
+normalised) is trained jointly from scratch on the project's 32x32 moving-shapes clips
+(`jaxpapers.data.moving_shapes`), with an LSTM of 128. As CaffeNet's fc6, a fully connected layer
+(256, ReLU) reads the whole last feature map: a first version averaged the map over space, as Show
+and Tell's encoder does, which discards where the shape is and so the direction it moves in (both
+models stayed near chance; WORKSPACE.md). The paper averages per-frame probabilities; the model
+returns the average of per-frame log-probabilities (their geometric mean, as logits), so
+`experiments/classify.py` trains it unchanged with one cross-entropy per clip rather than one per
+frame.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ class LRCN(nn.Module):
   num_classes: int = 4
   hidden_size: int = 128
   single_frame: bool = False
+  fc_size: int = 256  # fc6's role (CaffeNet: 4,096)
 
   @nn.compact
   def __call__(self, clips: jax.Array, train: bool = False) -> jax.Array:
-    del train  # No dropout or batch statistics.
     b, t = clips.shape[:2]
-    features = ConvEncoder(name='encoder')(clips.reshape((b * t,) + clips.shape[2:]))
-    features = features.reshape(b, t, -1)
+    frames = clips.reshape((b * t,) + clips.shape[2:])
+    features = ConvEncoder(flatten=True, name='encoder')(frames, train)
+    features = nn.relu(nn.Dense(self.fc_size, name='fc')(features)).reshape(b, t, -1)
     if not self.single_frame:
       features = nn.RNN(LSTMCell(self.hidden_size, name='cell'), name='rnn')(features)
     per_frame = jax.nn.log_softmax(nn.Dense(self.num_classes, name='logits')(features))

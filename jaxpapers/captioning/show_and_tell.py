@@ -50,9 +50,14 @@ PAPER = ('Show and Tell: A Neural Image Caption Generator (Vinyals, Toshev, Beng
 
 
 class ConvEncoder(nn.Module):
-  """Three 3x3 conv-ReLU-pool stages, global average pooling and batch norm: images -> [B, F]."""
+  """Three 3x3 conv-ReLU-pool stages, global average pooling and batch norm: images -> [B, F].
+
+  `flatten=True` flattens the last map instead of averaging it, so the features keep where things
+  are (LRCN's motion needs it; pooling is invariant to shifts by the encoder's stride of 8).
+  """
   widths: tuple[int, ...] = (32, 64, 128)
   bn_momentum: float = 0.9
+  flatten: bool = False
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
@@ -61,7 +66,8 @@ class ConvEncoder(nn.Module):
       x = nn.relu(nn.Conv(width, (3, 3), name=f'conv{i}')(x))
       x = nn.max_pool(x, (2, 2), (2, 2))
     return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                        name='norm')(jnp.mean(x, axis=(1, 2)))
+                        name='norm')(x.reshape(len(x), -1) if self.flatten
+                                     else jnp.mean(x, axis=(1, 2)))
 
 
 class ShowAndTell(nn.Module):

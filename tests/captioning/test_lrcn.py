@@ -6,7 +6,7 @@ import numpy as np
 
 from experiments import classify
 from experiments.configs import lrcn as configs
-from jaxpapers.captioning import lrcn
+from jaxpapers.captioning import lrcn, show_and_tell
 from jaxpapers.data import moving_shapes
 from jaxpapers.train import devices, loop
 
@@ -35,6 +35,20 @@ def test_single_frame_model_ignores_frame_order_and_lrcn_does_not():
     out, rev = (np.asarray(jax.jit(model.apply)(params, c)) for c in (clips, reversed_clips))
     chex.assert_shape(out, (2, 4))
     assert (np.abs(out - rev).max() > 1e-5) == order_matters
+
+
+def test_frame_features_see_where_the_shape_is():
+  # A blob moved by the encoder's total stride (8): averaging the last map over space gives the
+  # same features for both frames, so no direction of motion could be read from them.
+  frames = np.zeros((2, 32, 32, 3), np.float32)
+  frames[0, 8:12, 8:12] = frames[1, 16:20, 8:12] = 1.0
+  for flatten, same in ((False, True), (True, False)):
+    encoder = show_and_tell.ConvEncoder(flatten=flatten)
+    out = encoder.apply(encoder.init(jax.random.key(0), frames), frames)
+    assert np.allclose(out[0], out[1], atol=1e-6) == same
+  # LRCN's fully connected layer reads the whole 4x4x128 map.
+  variables = lrcn.LRCN(hidden_size=8).init(jax.random.key(0), frames[None])
+  chex.assert_shape(variables['params']['fc']['kernel'], (4 * 4 * 128, 256))
 
 
 def test_tiny_lrcn_run_through_classify(tmp_path):
