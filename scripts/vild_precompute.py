@@ -67,22 +67,26 @@ def precompute(config: ml_collections.ConfigDict, workdir: str, clip: str, clip_
                     ('image', 'boxes', 'labels'))
 
   @jax.jit
-  def propose_and_embed(variables, images):
+  def propose_and_embed(variables, images, gt_boxes):
     _, rois, valid = model.apply(variables, images, method='inference_rois')
     boxes, valid = rois[:, :num_proposals], valid[:, :num_proposals]
-    return boxes, vild.teacher_embeddings(encode_crops, images, boxes, detect.CROP_SIZE), valid
+    embeddings = vild.teacher_embeddings(encode_crops, images, boxes, detect.CROP_SIZE)
+    overlaps = jax.vmap(box_lib.iou)(gt_boxes, boxes)  # [B, G, M]
+    covered = jnp.any((overlaps >= 0.5) & valid[:, None], -1)
+    return boxes, embeddings, valid, covered
 
   n = len(data['image'])
   batch_size = min(batch_size, n)
   outputs = []
   for start in range(0, n, batch_size):  # the last batch padded to the same shape: one compile
+    chunk = slice(start, min(start + batch_size, n))
     images = np.zeros((batch_size, *data['image'].shape[1:]), np.float32)
-    chunk = data['image'][start:start + batch_size]
-    images[:len(chunk)] = chunk / 255.0
-    outputs.append([np.asarray(x)[:len(chunk)] for x in propose_and_embed(variables, images)])
-  boxes, embeddings, valid = (np.concatenate(x) for x in zip(*outputs))
-  overlaps = jax.vmap(box_lib.iou)(jnp.asarray(data['boxes']), jnp.asarray(boxes))  # [N, G, M]
-  covered = np.asarray(jnp.any((overlaps >= 0.5) & valid[:, None], -1))
+    gt_boxes = np.zeros((batch_size, *data['boxes'].shape[1:]), np.float32)
+    images[:chunk.stop - start] = data['image'][chunk] / 255.0
+    gt_boxes[:chunk.stop - start] = data['boxes'][chunk]
+    outputs.append([np.asarray(x)[:chunk.stop - start]
+                    for x in propose_and_embed(variables, images, gt_boxes)])
+  boxes, embeddings, valid, covered = (np.concatenate(x) for x in zip(*outputs))
   return {'proposal_boxes': boxes, 'proposal_embeddings': embeddings, 'proposal_valid': valid,
           'labels': data['labels'], 'covered': covered}
 
