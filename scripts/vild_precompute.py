@@ -86,6 +86,7 @@ def precompute(config: ml_collections.ConfigDict, workdir: str, clip: str, clip_
     gt_boxes[:chunk.stop - start] = data['boxes'][chunk]
     outputs.append([np.asarray(x)[:chunk.stop - start]
                     for x in propose_and_embed(variables, images, gt_boxes)])
+    print(f'{chunk.stop} of {n} images', flush=True)
   boxes, embeddings, valid, covered = (np.concatenate(x) for x in zip(*outputs))
   return {'proposal_boxes': boxes, 'proposal_embeddings': embeddings, 'proposal_valid': valid,
           'labels': data['labels'], 'covered': covered}
