@@ -1,4 +1,5 @@
-"""The detection experiment: tiny runs end to end on 8 devices, with the COCO box-AP evaluator."""
+"""The detection experiment: tiny runs end to end (8 devices; ViLD on one), with the COCO box-AP
+evaluator; ViLD-image on proposals precomputed by scripts/vild_precompute.py."""
 
 import importlib.util
 import os
