@@ -26,11 +26,15 @@ the zoo on a dataset with boxes (scenes).
          `config.vild.clip`). The classifier is the CLIP text embedding of every class name (the
          novel ones masked out of the training softmax by `class_valid`), each the normalised mean
          over `shapes_captions`' caption template "a photo of a {size} {colour} {shape}." for
-         every size and colour (the attributes a class name leaves open). ViLD-image: in each
-         step the current RPN's `config.vild.image_proposals` best proposals (inference settings,
-         no gradient) are cropped (32x32, plus the 1.5x enlarged crop) and encoded by CLIP's image
-         tower inside the step (the paper precomputes them once with a trained RPN). Detections
-         over all classes, as `rcnn`.
+         every size and colour (the attributes a class name leaves open). ViLD-image (as the
+         paper, secs. 3.3 and 4): the M proposals per training image and CLIP's embeddings of
+         their crops precomputed once by `scripts/vild_precompute.py` from a two-stage detector
+         trained on the base classes (`fasterrcnn_base_scenes`), read from
+         `config.vild.proposals` (its output file or directory) and joined to each example by its
+         position in the train split on the host (`pipeline.Splits.train_rows`); the step runs
+         neither a second first stage nor CLIP. With `config.vild.proposals=''` only ViLD-text
+         is trained (the paper's ViLD-text ablation). The eval split has no precomputed
+         proposals: its loss has no image term. Detections over all classes, as `rcnn`.
 Ground-truth boxes arrive in pixels (x0, y0, x1, y1) and are normalised by the image size (SSD:
 xyxy, DETR: cxcywh; dense detectors keep pixels). The eval step reports the loss on the test split;
 the `detection` evaluator the COCO box AP of `detect` (through pycocotools).
@@ -38,7 +42,9 @@ the `detection` evaluator the COCO box AP of `detect` (through pycocotools).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -49,13 +55,60 @@ from jaxpapers import zoo
 from jaxpapers.contrastive import clip
 from jaxpapers.data import pipeline, scenes, shapes_captions
 from jaxpapers.detection import boxes as box_lib
-from jaxpapers.detection import detr, mask_rcnn, ssd, vild
+from jaxpapers.detection import detr, mask_rcnn, ssd
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import checkpoint, cli, optim
 from jaxpapers.train.loop import Experiment
 from jaxpapers.train.state import TrainState
 
 DETECTORS = ('ssd', 'detr', 'rcnn', 'dense', 'vild')
+CROP_SIZE = shapes_captions.IMAGE_SIZE  # ViLD-image's crops: the CLIP image tower's input size
+PROPOSALS_FILE = 'proposals.npz'  # `scripts/vild_precompute.py`'s output in its directory
+# The arrays of that file that the training examples get, row i to example i of the train split.
+PROPOSAL_FEATURES = ('proposal_boxes', 'proposal_embeddings', 'proposal_valid')
+
+
+def clip_teacher(clip_config, clip_workdir: str):
+  """ViLD's frozen CLIP restored from an `experiments.clip` run: its text embeddings of every
+  class [C, D] (module docstring) and `encode_crops`, crops [K, 32, 32, 3] of [0, 1] images ->
+  image embeddings [K, D]."""
+  tokenizer = shapes_captions.tokenizer()
+  teacher = zoo.build_from_config(clip_config, vocab_size=tokenizer.vocab_size)
+  variables = jax.tree.map(jnp.asarray, checkpoint.load_variables(clip_workdir))
+  prompts = [f'a photo of a {size} {colour} {shape}.' for shape in scenes.CLASSES
+             for size in shapes_captions.SIZES for colour in shapes_captions.COLOUR_NAMES]
+  tokens = tokenizer(prompts, teacher.context_length)
+  text = clip.l2_normalize(teacher.apply(variables, tokens, method='encode_text'))
+  text_embeddings = np.asarray(clip.l2_normalize(
+      text.reshape(len(scenes.CLASSES), -1, text.shape[-1]).mean(1)))
+
+  def encode_crops(crops):  # crops of [0, 1] images -> CLIP's input statistics
+    return teacher.apply(variables, clip_experiment.normalize_images(crops * 255.0),
+                         method='encode_image')
+
+  return text_embeddings, encode_crops
+
+
+def load_proposals(path: str, dataset: str, num_examples: int,
+                   embed_dim: int) -> dict[str, np.ndarray]:
+  """ViLD-image's precomputed proposals (`scripts/vild_precompute.py`; `path` its file or output
+  directory): {'proposal_boxes' [N, M, 4], 'proposal_embeddings' [N, M, D], 'proposal_valid'
+  [N, M]}, checked against the train split (`dataset`, N examples) and the teacher's width D."""
+  if os.path.isdir(path):
+    path = os.path.join(path, PROPOSALS_FILE)
+  if not os.path.exists(path):
+    raise ConfigError(f'config.vild.proposals: no file {path}; write it with '
+                      'scripts/vild_precompute.py')
+  with np.load(path) as f:
+    arrays = {name: f[name] for name in (*PROPOSAL_FEATURES, 'dataset')}
+  n, _, d = arrays['proposal_embeddings'].shape
+  if str(arrays['dataset']) != dataset or n != num_examples:
+    raise ConfigError(f'{path} holds proposals of {n} examples of {str(arrays["dataset"])!r}; '
+                      f'the train split has {num_examples} of {dataset!r}')
+  if d != embed_dim:
+    raise ConfigError(f'{path} holds teacher embeddings of width {d}; the teacher '
+                      f'(config.vild.clip) embeds to {embed_dim}')
+  return {name: arrays[name] for name in PROPOSAL_FEATURES}
 
 
 class Detect(Experiment):
@@ -67,7 +120,7 @@ class Detect(Experiment):
     self.data = pipeline.from_config(config.data)
     overrides = {}
     if config.detector == 'vild':
-      self._init_teacher(config.vild)
+      self._init_vild(config.vild)
       overrides['embed_dim'] = self.text_embeddings.shape[1]
     self.model = zoo.build_from_config(config.model, **overrides)
     self._image_shape = self.data.example()['image'].shape
@@ -76,26 +129,14 @@ class Detect(Experiment):
     if config.detector == 'ssd':
       self.anchors = self.model.default_boxes()
 
-  def _init_teacher(self, c):
-    """ViLD's frozen CLIP: its text embeddings of every class [C, D] and its image tower."""
-    tokenizer = shapes_captions.tokenizer()
-    teacher = zoo.build_from_config(c.clip, vocab_size=tokenizer.vocab_size)
-    variables = jax.tree.map(jnp.asarray, checkpoint.load_variables(c.clip_workdir))
-    prompts = [f'a photo of a {size} {colour} {shape}.' for shape in scenes.CLASSES
-               for size in shapes_captions.SIZES for colour in shapes_captions.COLOUR_NAMES]
-    tokens = tokenizer(prompts, teacher.context_length)
-    text = clip.l2_normalize(teacher.apply(variables, tokens, method='encode_text'))
-    self.text_embeddings = np.asarray(clip.l2_normalize(
-        text.reshape(len(scenes.CLASSES), -1, text.shape[-1]).mean(1)))
+  def _init_vild(self, c):
+    """The teacher's class embeddings, the training (base) classes and ViLD-image's targets."""
+    self.text_embeddings, _ = clip_teacher(c.clip, c.clip_workdir)
     self.class_valid = ~np.isin(np.arange(len(scenes.CLASSES)), scenes.novel_class_ids())
-
-    def encode_crops(crops):  # crops of [0, 1] images -> CLIP's input statistics
-      return teacher.apply(variables, clip_experiment.normalize_images(crops * 255.0),
-                           method='encode_image')
-
-    self.encode_crops = encode_crops
-    self.crop_size = shapes_captions.IMAGE_SIZE
-    self._image_proposals = c.image_proposals
+    if c.proposals:
+      rows = load_proposals(c.proposals, self.config.data.name, len(self.data.train),
+                            self.text_embeddings.shape[1])
+      self.data = dataclasses.replace(self.data, train_rows=rows)
 
   def init(self, rng):
     example = jnp.zeros((1, *self._image_shape))
@@ -128,26 +169,19 @@ class Detect(Experiment):
     return self.model.apply(variables, batch['image'], batch['boxes'], batch['labels'], masks, key,
                             train=train, method='losses', mutable=mutable)
 
-  def vild_losses(self, variables, batch, key, train: bool, mutable=False, teacher=None):
-    """ViLD's loss terms: ViLD-text over the base classes, ViLD-image on `teacher` (the proposals,
-    their teacher embeddings and validity; computed from `variables` when None)."""
-    teacher = self.vild_teacher(variables, batch['image']) if teacher is None else teacher
-    boxes, embeddings, valid = teacher
+  def vild_losses(self, variables, batch, key, train: bool, mutable=False):
+    """ViLD's loss terms: ViLD-text over the base classes, and ViLD-image where the batch has
+    precomputed proposals (training batches with `config.vild.proposals`)."""
+    image = {}
+    if 'proposal_boxes' in batch:
+      image = dict(image_boxes=batch['proposal_boxes'],
+                   image_embeddings=batch['proposal_embeddings'],
+                   image_valid=batch['proposal_valid'])
     return self.model.apply(
         variables, batch['image'], batch['boxes'], batch['labels'], key, self.text_embeddings,
-        class_valid=self.class_valid, image_boxes=boxes, image_embeddings=embeddings,
-        image_valid=valid, train=train, method='losses', mutable=mutable)
-
-  def vild_teacher(self, variables, images):
-    """The current RPN's best proposals, CLIP's embeddings of their crops, their validity."""
-    boxes, valid = self.model.apply(variables, images, self._image_proposals, method='proposals')
-    embeddings = vild.teacher_embeddings(self.encode_crops, images, boxes, self.crop_size)
-    return boxes, embeddings, valid
+        class_valid=self.class_valid, train=train, method='losses', mutable=mutable, **image)
 
   def train_step(self, state: TrainState, batch):
-    if self.config.detector == 'vild':  # the teacher's targets, outside the gradient
-      teacher = self.vild_teacher({'params': state.params, **state.model_state}, batch['image'])
-
     def loss_fn(params):
       variables = {'params': params, **state.model_state}
       mutable = list(state.model_state)
@@ -156,7 +190,7 @@ class Detect(Experiment):
                                               mutable)
       elif self.config.detector == 'vild':
         terms, model_state = self.vild_losses(variables, batch, state.step_rng('sampling'), True,
-                                              mutable, teacher)
+                                              mutable)
       else:
         outputs, model_state = self.model.apply(
             variables, batch['image'], train=True, rngs={'dropout': state.step_rng('dropout')},

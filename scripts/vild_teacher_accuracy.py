@@ -16,7 +16,6 @@ from experiments.configs import detect as configs
 from jaxpapers.data import scenes
 from jaxpapers.detection import vild
 from jaxpapers.evaluators.base import load_split
-from jaxpapers.train import devices
 
 
 def main() -> None:
@@ -25,16 +24,15 @@ def main() -> None:
   parser.add_argument('--split', default='test')
   args = parser.parse_args()
   config = configs.get_config('vild_scenes')
-  config.vild.clip_workdir = args.clip_workdir
-  experiment = detect.Detect(config, devices.make_mesh())
+  text_embeddings, encode_crops = detect.clip_teacher(config.vild.clip, args.clip_workdir)
   data = load_split('scenes', args.split, '', ('image', 'boxes', 'labels'))
   images = jnp.asarray(data['image'], jnp.float32) / 255.0
   correct, total = np.zeros(len(scenes.CLASSES)), np.zeros(len(scenes.CLASSES))
   for start in range(0, len(images), 100):
     boxes, labels = data['boxes'][start:start + 100], data['labels'][start:start + 100]
-    embeddings = vild.teacher_embeddings(experiment.encode_crops, images[start:start + 100],
-                                         jnp.asarray(boxes), experiment.crop_size)
-    predicted = np.asarray(jnp.argmax(embeddings @ experiment.text_embeddings.T, -1))
+    embeddings = vild.teacher_embeddings(encode_crops, images[start:start + 100],
+                                         jnp.asarray(boxes), detect.CROP_SIZE)
+    predicted = np.asarray(jnp.argmax(embeddings @ text_embeddings.T, -1))
     for c in range(len(scenes.CLASSES)):
       correct[c] += np.sum((labels == c) & (predicted == c))
       total[c] += np.sum(labels == c)

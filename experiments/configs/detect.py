@@ -13,13 +13,20 @@ Presets (a few minutes each on 2 CPU cores):
                                                    (circle, square, triangle) with the CLIP run of
                                                    `vild.clip_workdir` (default runs/clip_shapes_vit,
                                                    `experiments/configs/clip.py:shapes_vit`) as
-                                                   teacher; box AP on all, base and novel classes
+                                                   teacher; box AP on all, base and novel classes.
+                                                   ViLD-image reads `vild.proposals` (default
+                                                   runs/vild_proposals), written first by
+                                                   `scripts/vild_precompute.py` from a
+                                                   `fasterrcnn_base_scenes` run
   fasterrcnn_base_scenes  maskrcnn_scenes          its closed-vocabulary baseline: Faster R-CNN
                                                    (masks=False) with 3 classes on the same base-only
-                                                   data (no outputs for diamond and cross)
+                                                   data (no outputs for diamond and cross), and the
+                                                   RPN trained on base classes that proposes
+                                                   ViLD-image's regions
   tiny_ssd, tiny_detr, tiny_deformable_detr, tiny_maskrcnn, tiny_retinanet, tiny_retinanet_bvr,
   tiny_vild                                        a few steps of shrunk models on scenes_tiny
-                                                   (tiny_vild: `vild.clip_workdir` is the test's)
+                                                   (tiny_vild: `vild.clip_workdir` and
+                                                   `vild.proposals` are the test's)
 One recipe for all (AdamW 2e-4 with the backbone's rate the same, weight decay 1e-4, gradient
 clipping 0.1: DETR's sec. 4 / appendix A.4 optimiser and clipping, at a CPU batch of 32 and a cosine
 schedule instead of 500 epochs with a step at 400), so that the table in WORKSPACE.md compares
@@ -55,7 +62,8 @@ def base(model: str, detector: str, loss: dict | None = None) -> ml_collections.
   if detector == 'vild':
     open_vocabulary(c)
     c.vild = ml_collections.ConfigDict(dict(
-        clip=dict(name='clip_shapes_vit'), clip_workdir='runs/clip_shapes_vit', image_proposals=8))
+        clip=dict(name='clip_shapes_vit'), clip_workdir='runs/clip_shapes_vit',
+        proposals='runs/vild_proposals'))
   return c
 
 
@@ -107,7 +115,7 @@ def tiny(kind: str) -> ml_collections.ConfigDict:
   c.optim.warmup_steps = 2
   c.train.update(steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=4)
   if kind == 'vild':
-    c.vild.update(clip=dict(name='clip_shapes_tiny'), clip_workdir='', image_proposals=4)
+    c.vild.update(clip=dict(name='clip_shapes_tiny'), clip_workdir='', proposals='')
   return c
 
 

@@ -3,8 +3,13 @@
 Built on grain's random-access `MapDataset`, which needs no TensorFlow and makes every batch a pure
 function of (seed, step). The training stream is
 
-    source -> shuffle(seed, reshuffled every epoch) -> repeat -> preprocess + augment(per-example key)
-           -> every process_count-th example from process_index -> batch(global / process_count)
+    source -> preprocess -> + rows -> shuffle(seed, reshuffled every epoch) -> repeat
+           -> augment(per-example key) -> every process_count-th example from process_index
+           -> batch(global / process_count)
+
+where `rows` (optional) are per-example arrays computed offline, joined to each example by its
+position in the split (row i to example i), e.g. ViLD's precomputed proposals and their teacher
+embeddings: a host-side lookup, so the step never gathers from a large table on the device.
 
 Each global batch is therefore the same set of examples whatever the number of processes, and the
 iterator's position (`get_state()`) is saved in every checkpoint so a resumed run sees exactly the
@@ -102,23 +107,40 @@ class ArrayRows:
 def train_batches(source: Any, *, global_batch_size: int, seed: int,
                   preprocess: Callable[[Example], Example] | None = None,
                   augment: Callable[[Example, np.random.Generator], Example] | None = None,
+                  rows: Mapping[str, np.ndarray] | None = None,
                   process_index: int | None = None, process_count: int | None = None,
                   num_threads: int = 4, prefetch: int = 8) -> grain.DatasetIterator:
   """An endless iterator of this process's slices of shuffled global batches (dicts of NumPy arrays).
 
-  `preprocess(example)` is deterministic (decode, normalise); `augment(example, rng)` draws from an
+  `preprocess(example)` is deterministic (decode, normalise); `rows` {name: [len(source), ...]}
+  adds row i of each array to the preprocessed example i; `augment(example, rng)` draws from an
   np.random.Generator seeded by (seed, position in the stream), so augmentations are reproducible too.
   """
   index, count = _process(process_index, process_count)
   if global_batch_size % count:
     raise ValueError(f'global batch size {global_batch_size} is not divisible by the {count} processes')
-  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
+  ds = grain.MapDataset.source(source)
   if preprocess is not None:
     ds = ds.map(preprocess)
+  if rows:
+    ds = ds.map_with_index(functools.partial(_join_rows, _checked_rows(rows, len(source))))
+  ds = ds.shuffle(seed=seed).repeat(None)
   if augment is not None:
     ds = ds.random_map(augment, seed=seed + 1)
   ds = ds[index::count].batch(global_batch_size // count, drop_remainder=True)
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)))
+
+
+def _checked_rows(rows: Mapping[str, np.ndarray], length: int) -> Mapping[str, np.ndarray]:
+  lengths = {name: len(values) for name, values in rows.items()}
+  if any(n != length for n in lengths.values()):
+    raise ValueError(f'per-example rows of lengths {lengths} for a source of {length} examples')
+  return rows
+
+
+def _join_rows(rows: Mapping[str, np.ndarray], index: int, example: Example) -> Example:
+  # grain's index grows past the source's length under `repeat` (its source reads it modulo).
+  return {**example, **{name: values[index % len(values)] for name, values in rows.items()}}
 
 
 def eval_batches(source: Any, *, global_batch_size: int,
@@ -232,15 +254,17 @@ class Splits:
   eval: Any = None
   preprocess: Callable[[Example], Example] | None = None
   info: Any = None  # tfds.core.DatasetInfo for TFDS datasets
+  train_rows: Mapping[str, np.ndarray] | None = None  # `train_batches`' rows, training only
 
   def example(self) -> Example:
     """The first training example as the model sees it (after preprocessing)."""
     example = self.train[0]
-    return self.preprocess(example) if self.preprocess else dict(example)
+    example = self.preprocess(example) if self.preprocess else dict(example)
+    return _join_rows(self.train_rows or {}, 0, example)
 
   def train_batches(self, global_batch_size: int, seed: int) -> grain.DatasetIterator:
     return train_batches(self.train, global_batch_size=global_batch_size, seed=seed,
-                         preprocess=self.preprocess)
+                         preprocess=self.preprocess, rows=self.train_rows)
 
   def eval_batches(self, global_batch_size: int) -> Iterator[Example] | None:
     if self.eval is None:

@@ -19,9 +19,11 @@ backbone, RPN, RoI sampling and box head are used unchanged).
   cropped-region classifier of sec. 3.1, reused for ViLD-image) the crop of the box enlarged about
   its centre (clipped to the image) is encoded too and the two normalised embeddings are summed
   (and the sum normalised again, as the region embedding it is compared with is a unit vector).
-  The paper computes these offline (M proposals per image, once, from a trained RPN);
-  `experiments/detect.py` (detector `vild`) instead takes the current RPN's `proposals` of each
-  training step and encodes them in the step (no RPN is trained before ViLD here).
+  As the paper (secs. 3.3 and 4), the proposals and their teacher embeddings are computed once,
+  offline, by `scripts/vild_precompute.py`: the top M (8) proposals per training image of an RPN
+  trained on the base classes (a `fasterrcnn_base_scenes` run, its first stage at inference
+  settings, `MaskRCNN.inference_rois`), encoded by `teacher_embeddings`; `experiments/detect.py`
+  (detector `vild`) feeds each training image its own, and `losses` takes them as inputs.
 * Loss (the objective the paper names ViLD, secs. 3.3-3.4): L = L_ViLD-text + w L_ViLD-image
   (paper: w = 0.5 on LVIS) plus the RPN's losses and the box regression; the box regression is
   class-agnostic (one set of 4 offsets per RoI, as the paper's, so that novel classes get boxes),
@@ -133,12 +135,6 @@ class ViLD(mask_rcnn.MaskRCNN):
     x = self.box_head(self._pool(features, rois, 7))
     regions = l2_normalize(self.projection(x))
     return regions.reshape(b, r, -1), self.bbox_pred(x).reshape(b, r, 4)
-
-  def proposals(self, images: jax.Array, num: int) -> tuple[jax.Array, jax.Array]:
-    """The RPN's `num` best proposals [B, num, 4] and their validity [B, num] (inference
-    settings): ViLD-image's boxes, whose teacher embeddings `teacher_embeddings` computes."""
-    _, rois, valid = self.inference_rois(images)
-    return rois[:, :num], valid[:, :num]
 
   def classify(self, regions: jax.Array, text_embeddings: jax.Array) -> jax.Array:
     return text_logits(regions, text_embeddings, self.background, self.temperature)

@@ -23,6 +23,7 @@ import contextlib
 import io
 from typing import Sequence
 
+import jax
 import numpy as np
 from pycocotools import coco as coco_lib
 from pycocotools import cocoeval
@@ -97,6 +98,7 @@ class Detection(Evaluator):
 
   def __init__(self, config, fns, mesh):
     super().__init__(config, fns, mesh)
+    self.fn = jax.jit(self.fn)  # compiled once for every batch, rather than run op by op
     c = self.config
     data = load_split(c['dataset'], c['split'], c['data_dir'], ('image', 'boxes', 'labels'))
     self.images = data['image'].astype(np.float32) / 255.0

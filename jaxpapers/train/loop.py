@@ -189,6 +189,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
       'config': config.to_dict(),
       'wall_time_s': time.perf_counter() - start_time,
       'train_step_compilations': step_fn._cache_size(),
+      'eval_step_compilations': eval_fn._cache_size(),
   }
   metrics_lib.write_results(workdir, results)
   return results
@@ -205,7 +206,11 @@ def _evaluate(experiment: Experiment, eval_fn, evaluators, state: Any, step: int
     for local_batch in batches:
       batch = devices.global_batch(local_batch, experiment.mesh)
       if sums is None:
-        sums = jax.tree.map(jnp.zeros_like, jax.eval_shape(experiment.eval_step, state, batch))
+        # Replicated, as the step returns them: else the second batch compiles the step again.
+        sums = jax.device_put(
+            jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                         jax.eval_shape(experiment.eval_step, state, batch)),
+            devices.replicated(experiment.mesh))
       sums = eval_fn(state, batch, sums)
     sums = _fetch(sums)
     count = float(sums.pop('count'))

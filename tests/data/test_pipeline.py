@@ -46,6 +46,23 @@ def test_every_epoch_visits_each_example_once_in_a_new_order():
   assert epochs[0] != epochs[1]
 
 
+def test_rows_join_each_example_to_its_own_row_after_preprocessing():
+  """Per-example arrays computed offline (ViLD's proposals): example i gets row i, in every
+  shuffled batch; a preprocess that keeps only some features keeps the rows."""
+  rows = {'row': np.arange(50) * 10, 'pair': np.stack([np.arange(50), -np.arange(50)], 1)}
+  preprocess = lambda ex: {'index': ex['index']}
+  splits = pipeline.Splits(train=[{**ex, 'dropped': 0} for ex in SOURCE], preprocess=preprocess,
+                           train_rows=rows)
+  assert set(splits.example()) == {'index', 'row', 'pair'}
+  batches = splits.train_batches(10, seed=0)
+  for _ in range(6):  # more than an epoch
+    batch = next(batches)
+    np.testing.assert_array_equal(batch['row'], batch['index'] * 10)
+    np.testing.assert_array_equal(batch['pair'], np.stack([batch['index'], -batch['index']], 1))
+  with pytest.raises(ValueError, match='lengths'):
+    pipeline.train_batches(SOURCE, global_batch_size=10, seed=0, rows={'row': np.arange(49)})
+
+
 def test_process_slices_make_up_the_single_process_batch():
   single = pipeline.train_batches(SOURCE, global_batch_size=8, seed=3)
   per_process = [pipeline.train_batches(SOURCE, global_batch_size=8, seed=3, process_index=p,
