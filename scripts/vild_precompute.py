@@ -5,8 +5,8 @@ embeddings of their crops.
 Restores a two-stage detector run of `experiments/detect.py` (detector `rcnn`; the paper's "RPN
 trained on base categories" is `fasterrcnn_base_scenes`' first stage), runs its first stage at
 inference settings (`MaskRCNN.inference_rois`) over the train split, keeps the M best proposals of
-each image, encodes them with `vild.teacher_embeddings` (32x32 RoIAlign crops of the box and of
-its 1.5x enlargement, through CLIP's image tower) and writes `<out>/proposals.npz`:
+each image, encodes them with `vild.teacher_embeddings` (32x32 RoIAlign crops of the box scaled by
+`detect.CROP_SCALES`, through CLIP's image tower) and writes `<out>/proposals.npz`:
 proposal_boxes [N, M, 4] (pixels), proposal_embeddings [N, M, D], proposal_valid [N, M], row i for
 example i of the split, and the dataset's name; the `vild` detector reads it through
 `--config.vild.proposals=<out>`. Prints (and writes to `<out>/recall.json`) the proposals' recall
@@ -70,7 +70,8 @@ def precompute(config: ml_collections.ConfigDict, workdir: str, clip: str, clip_
   def propose_and_embed(variables, images, gt_boxes):
     _, rois, valid = model.apply(variables, images, method='inference_rois')
     boxes, valid = rois[:, :num_proposals], valid[:, :num_proposals]
-    embeddings = vild.teacher_embeddings(encode_crops, images, boxes, detect.CROP_SIZE)
+    embeddings = vild.teacher_embeddings(encode_crops, images, boxes, detect.CROP_SIZE,
+                                            detect.CROP_SCALES)
     overlaps = jax.vmap(box_lib.iou)(gt_boxes, boxes)  # [B, G, M]
     covered = jnp.any((overlaps >= 0.5) & valid[:, None], -1)
     return boxes, embeddings, valid, covered

@@ -1,6 +1,6 @@
 """How well ViLD's CLIP teacher names the scenes' objects: zero-shot classification of the
 ground-truth boxes of a scenes split, cropped as ViLD-image crops its proposals (32x32 RoIAlign of
-the box plus its 1.5x enlargement), against the class text embeddings the `vild` detector uses.
+the box scaled by `detect.CROP_SCALES`), against the class text embeddings the `vild` detector uses.
 Per-class accuracy (chance 1/5): the ceiling of what ViLD-image can distill for each class.
 
     python scripts/vild_teacher_accuracy.py --clip_workdir=runs/clip_shapes_vit_1000
@@ -31,7 +31,8 @@ def main() -> None:
   for start in range(0, len(images), 100):
     boxes, labels = data['boxes'][start:start + 100], data['labels'][start:start + 100]
     embeddings = vild.teacher_embeddings(encode_crops, images[start:start + 100],
-                                         jnp.asarray(boxes), detect.CROP_SIZE)
+                                         jnp.asarray(boxes), detect.CROP_SIZE,
+                                         detect.CROP_SCALES)
     predicted = np.asarray(jnp.argmax(embeddings @ text_embeddings.T, -1))
     for c in range(len(scenes.CLASSES)):
       correct[c] += np.sum((labels == c) & (predicted == c))

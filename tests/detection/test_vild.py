@@ -79,15 +79,19 @@ def test_teacher_embeddings_crop_each_box_and_sum_the_normalised_embeddings():
   images = jnp.asarray(np.stack([xs, ys, np.ones_like(xs)], -1)[None].repeat(2, 0))
   boxes = jnp.array([[[8.0, 6, 20, 14], [10, 10, 14, 22]], [[8, 6, 20, 14], [1, 10, 9, 14]]])
   encode = lambda crops: crops.mean((1, 2))  # an "image tower": [K, s, s, 3] -> [K, 3]
-  plain = vild.teacher_embeddings(encode, images, boxes, 8, enlarge=None)
-  both = vild.teacher_embeddings(encode, images, boxes, 8, enlarge=1.5)
+  plain = vild.teacher_embeddings(encode, images, boxes, 8, scales=(1.0,))
+  both = vild.teacher_embeddings(encode, images, boxes, 8)  # the paper's 1 and 1.5
   assert plain.shape == both.shape == (2, 2, 3)
   np.testing.assert_allclose(plain[1, 0], _unit(np.array([13.5, 9.5, 1.0])), rtol=1e-5)
   np.testing.assert_allclose(plain[0, 1], _unit(np.array([11.5, 15.5, 1.0])), rtol=1e-5)
   enlarged = vild.teacher_embeddings(encode, images, vild.enlarge_boxes(boxes, 1.5, (32, 32)), 8,
-                                     enlarge=None)
+                                     scales=(1.0,))
   np.testing.assert_allclose(both, _unit(np.asarray(plain + enlarged)), rtol=1e-5, atol=1e-6)
   assert not np.allclose(both[1, 1], plain[1, 1])  # clipped at x = 0: its centre moved
+  wider = vild.teacher_embeddings(encode, images, boxes, 8, scales=(1.5, 2.0))
+  twice = vild.teacher_embeddings(encode, images, vild.enlarge_boxes(boxes, 2.0, (32, 32)), 8,
+                                  scales=(1.0,))
+  np.testing.assert_allclose(wider, _unit(np.asarray(enlarged + twice)), rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope='module')
