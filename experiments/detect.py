@@ -206,7 +206,8 @@ class Detect(Experiment):
     return state, terms
 
   def outputs(self, state: TrainState, images):
-    vocabulary = (self.text_embeddings,) if self.config.detector == 'vild' else ()
+    vocabulary = ((self.text_embeddings, self.class_valid) if self.config.detector == 'vild'
+                  else ())
     return self.model.apply({'params': state.params, **state.model_state}, images, *vocabulary,
                             train=False)
 

@@ -62,6 +62,7 @@ def base(model: str, detector: str, loss: dict | None = None) -> ml_collections.
   if detector == 'vild':
     open_vocabulary(c)
     c.model.image_loss_weight = 0.5  # w of L_ViLD-text + w L_ViLD-image (the paper's, on LVIS)
+    c.model.ensemble = False  # ViLD-ensemble (sec. 3.4): a separate head for ViLD-image
     c.vild = ml_collections.ConfigDict(dict(
         clip=dict(name='clip_shapes_vit'), clip_workdir='runs/clip_shapes_vit',
         proposals='runs/vild_proposals'))

@@ -268,15 +268,16 @@ def mask_targets(gt_masks: jax.Array, rois: jax.Array, gt_index: jax.Array,
   return targets.reshape(b, r, size, size)
 
 
-def detect_boxes(class_logits: jax.Array, deltas: jax.Array, rois: jax.Array, valid: jax.Array,
+def detect_boxes(class_probs: jax.Array, deltas: jax.Array, rois: jax.Array, valid: jax.Array,
                  image_size: Sequence[int], config: MaskRCNNConfig):
-  """One image's detections from the box head on its proposals: logits [R, C], deltas [R, C, 4],
-  RoIs [R, 4] and validity [R] -> boxes [D, 4], scores [D] (0 for padding), labels [D] (1 + class)."""
-  num_classes = class_logits.shape[-1]
+  """One image's detections from the box head on its proposals: class probabilities [R, C]
+  (background first), deltas [R, C, 4], RoIs [R, 4] and validity [R] -> boxes [D, 4], scores [D]
+  (0 for padding), labels [D] (1 + class)."""
+  num_classes = class_probs.shape[-1]
   boxes = box_lib.decode(deltas, rois[:, None], ROI_VARIANCES, box_lib.MAX_LOG_SCALE)
   boxes = clip_to_image(boxes, image_size)
   boxes = boxes[:, 1:].reshape(-1, 4)
-  scores = jax.nn.softmax(class_logits, -1)[:, 1:].reshape(-1)
+  scores = class_probs[:, 1:].reshape(-1)
   labels = jnp.tile(jnp.arange(1, num_classes), rois.shape[0])
   ok = ((scores > config.box_score_threshold) & jnp.repeat(valid, num_classes - 1)
         & (boxes[:, 2] - boxes[:, 0] >= 1e-2) & (boxes[:, 3] - boxes[:, 1] >= 1e-2))
@@ -444,7 +445,8 @@ class MaskRCNN(nn.Module):
     features, rois, valid = self.inference_rois(images, train)
     logits, box_deltas = self.box_outputs(features, rois)
     boxes, scores, labels = jax.vmap(functools.partial(
-        detect_boxes, image_size=images.shape[1:3], config=c))(logits, box_deltas, rois, valid)
+        detect_boxes, image_size=images.shape[1:3], config=c))(
+            jax.nn.softmax(logits, -1), box_deltas, rois, valid)
     out = {'boxes': boxes, 'scores': scores, 'labels': labels}
     if c.masks:
       mask_logits = self.mask_outputs(features, boxes)

@@ -33,9 +33,17 @@ backbone, RPN, RoI sampling and box head are used unchanged).
   class whose text embedding is given, class-agnostic boxes, then `mask_rcnn.detect_boxes` (score
   threshold, per-class NMS, top detections).
 
-Left out: the ViLD-ensemble (sec. 3.4: separate text and image heads whose scores are combined by a
-weighted geometric mean, lambda = 2/3, the text head weighing more on base classes and the image
-head on novel ones) and the R-CNN-style baseline of sec. 3.1 (CLIP classifying cropped proposals);
+* ViLD-ensemble (sec. 3.4, `ensemble=True`): a second head of the same shape (its own two-layer
+  MLP box head and projection, on the shared RoI features) trained by ViLD-image alone, while the
+  first head gets ViLD-text alone. At inference each head's probabilities are combined by a
+  weighted geometric mean, p = p_text^lambda p_image^(1 - lambda) for the base classes and
+  p_text^(1 - lambda) p_image^lambda for the novel ones (lambda = 2/3, `ensemble_weight`); p_text
+  is the softmax over background and classes, p_image the softmax over the classes (the image head
+  never learns a background); the background's probability is p_text's. The authors' released
+  code (`double_branch`) weighs the two the other way round for its rare classes; this follows the
+  paper's text.
+
+Left out: the R-CNN-style baseline of sec. 3.1 (CLIP classifying cropped proposals);
 the mask head (the paper's is class-agnostic; `masks` must be False here); prompt ensembling of the
 class names (the caller precomputes one text embedding per class, e.g. with the project's CLIP text
 tower). The teacher's input normalisation is the caller's: `teacher_embeddings` crops the images it
@@ -117,6 +125,8 @@ class ViLD(mask_rcnn.MaskRCNN):
   embed_dim: int = 128
   temperature: float = 0.01
   image_loss_weight: float = 0.5
+  ensemble: bool = False  # ViLD-ensemble: a separate head for ViLD-image (module docstring)
+  ensemble_weight: float = 2 / 3  # lambda
 
   def setup(self):
     c = self.config
@@ -130,6 +140,9 @@ class ViLD(mask_rcnn.MaskRCNN):
     self.projection = nn.Dense(self.embed_dim, kernel_init=init)
     self.bbox_pred = nn.Dense(4, kernel_init=init)
     self.background = self.param('background', nn.initializers.normal(1.0), (self.embed_dim,))
+    if self.ensemble:
+      self.image_box_head = mask_rcnn.TwoMLPHead(c.representation_size)
+      self.image_projection = nn.Dense(self.embed_dim, kernel_init=init)
 
   def region_outputs(self, features: Sequence[jax.Array], rois: jax.Array):
     """Region embeddings [B, R, D] (unit vectors) and class-agnostic offsets [B, R, 4]."""
@@ -138,18 +151,42 @@ class ViLD(mask_rcnn.MaskRCNN):
     regions = l2_normalize(self.projection(x))
     return regions.reshape(b, r, -1), self.bbox_pred(x).reshape(b, r, 4)
 
+  def image_regions(self, features: Sequence[jax.Array], rois: jax.Array) -> jax.Array:
+    """The region embeddings [B, R, D] ViLD-image distills: the ensemble's image head's, else
+    the one head's."""
+    if not self.ensemble:
+      return self.region_outputs(features, rois)[0]
+    b, r = rois.shape[:2]
+    x = self.image_box_head(self._pool(features, rois, 7))
+    return l2_normalize(self.image_projection(x)).reshape(b, r, -1)
+
   def classify(self, regions: jax.Array, text_embeddings: jax.Array) -> jax.Array:
     return text_logits(regions, text_embeddings, self.background, self.temperature)
 
-  def __call__(self, images: jax.Array, text_embeddings: jax.Array,
-               train: bool = False) -> dict[str, jax.Array]:
-    features, rois, valid = self.inference_rois(images, train)
+  def class_probs(self, features: Sequence[jax.Array], rois: jax.Array,
+                  text_embeddings: jax.Array, class_valid: jax.Array | None = None):
+    """Probabilities [B, R, 1 + C] of the background and each class, and class-agnostic offsets
+    [B, R, 4]: the text head's softmax, or the ensemble's weighted geometric mean (docstring)."""
     regions, box_deltas = self.region_outputs(features, rois)
-    logits = self.classify(regions, text_embeddings)
-    box_deltas = jnp.broadcast_to(box_deltas[:, :, None], (*logits.shape, 4))
+    probs = jax.nn.softmax(self.classify(regions, text_embeddings), -1)
+    if self.ensemble:
+      image_probs = jax.nn.softmax(
+          self.image_regions(features, rois) @ text_embeddings.T / self.temperature, -1)
+      base = (jnp.ones(text_embeddings.shape[0], bool) if class_valid is None
+              else jnp.asarray(class_valid))
+      weight = jnp.where(base, self.ensemble_weight, 1 - self.ensemble_weight)
+      probs = probs.at[..., 1:].set(probs[..., 1:] ** weight * image_probs ** (1 - weight))
+    return probs, box_deltas
+
+  def __call__(self, images: jax.Array, text_embeddings: jax.Array,
+               class_valid: jax.Array | None = None, train: bool = False) -> dict[str, jax.Array]:
+    """`class_valid` [C]: the base classes (the ensemble weighs its heads by it; default all)."""
+    features, rois, valid = self.inference_rois(images, train)
+    probs, box_deltas = self.class_probs(features, rois, text_embeddings, class_valid)
+    box_deltas = jnp.broadcast_to(box_deltas[:, :, None], (*probs.shape, 4))
     boxes, scores, labels = jax.vmap(functools.partial(
         mask_rcnn.detect_boxes, image_size=images.shape[1:3], config=self.config))(
-            logits, box_deltas, rois, valid)
+            probs, box_deltas, rois, valid)
     return {'boxes': boxes, 'scores': scores, 'labels': labels}
 
   def losses(self, images: jax.Array, gt_boxes: jax.Array, gt_labels: jax.Array, key: jax.Array,
@@ -175,8 +212,8 @@ class ViLD(mask_rcnn.MaskRCNN):
     terms['box'] = jnp.sum(mask_rcnn.smooth_l1(box_deltas - targets).sum(-1) * positive) / count
     loss = sum(terms.values())
     if image_boxes is not None:
-      image_regions, _ = self.region_outputs(features, image_boxes)
-      terms['image'] = image_distillation_loss(image_regions, image_embeddings, image_valid)
+      terms['image'] = image_distillation_loss(self.image_regions(features, image_boxes),
+                                               image_embeddings, image_valid)
       loss = loss + self.image_loss_weight * terms['image']
     terms['loss'] = loss
     return terms

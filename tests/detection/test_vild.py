@@ -140,6 +140,51 @@ def test_inference_labels_index_every_given_class(tiny):
   assert bool(jnp.all((out['labels'] >= 1) & (out['labels'] <= 5)))
 
 
+def test_ensemble_heads_learn_from_their_own_losses_and_combine_by_geometric_mean(tiny):
+  model, _, images, text = tiny
+  model = model.clone(ensemble=True)
+  variables = jax.jit(model.init)(jax.random.key(0), images[:1], text)
+  boxes = jnp.array([[[10.0, 12, 30, 40], [0, 0, 0, 0]]] * 2)
+  labels, base = jnp.array([[2, -1], [0, -1]]), jnp.array([True, True, True, False, False])
+  teacher = vild.l2_normalize(jnp.ones((2, 3, 8)))
+
+  def term_grads(name):
+    def term(params):
+      terms, _ = model.apply({**variables, 'params': params}, images, boxes, labels,
+                             jax.random.key(1), text, base, boxes[:, :1].repeat(3, 1), teacher,
+                             jnp.ones((2, 3), bool), method='losses', mutable=['batch_stats'])
+      return terms[name]
+    return jax.jit(jax.grad(term))(variables['params'])
+
+  def reached(grads, head):
+    return float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grads[head]))) > 0
+
+  text_grads, image_grads = term_grads('text'), term_grads('image')
+  assert reached(text_grads, 'projection') and not reached(text_grads, 'image_projection')
+  assert reached(image_grads, 'image_projection') and not reached(image_grads, 'projection')
+  assert reached(image_grads, 'image_box_head') and not reached(image_grads, 'box_head')
+
+  rois = jnp.array([[[8.0, 8, 30, 30], [20, 20, 50, 44]]] * 2)
+
+  def heads(mdl, features):
+    regions, _ = mdl.region_outputs(features, rois)
+    p_text = jax.nn.softmax(mdl.classify(regions, text), -1)
+    p_image = jax.nn.softmax(mdl.image_regions(features, rois) @ text.T / mdl.temperature, -1)
+    probs, _ = mdl.class_probs(features, rois, text, base)
+    return p_text, p_image, probs
+
+  def run(mdl, images):
+    return heads(mdl, mdl.features(images))
+
+  p_text, p_image, probs = jax.jit(functools.partial(model.apply, variables, method=run))(images)
+  lam = 2 / 3
+  np.testing.assert_allclose(probs[..., 0], p_text[..., 0], rtol=1e-6)  # background: text's
+  np.testing.assert_allclose(probs[..., 1:4], p_text[..., 1:4] ** lam * p_image[..., :3] ** (1 - lam),
+                             rtol=1e-5)
+  np.testing.assert_allclose(probs[..., 4:], p_text[..., 4:] ** (1 - lam) * p_image[..., 3:] ** lam,
+                             rtol=1e-5)
+
+
 def test_parameter_count_is_maskrcnn_scenes_with_the_vild_head():
   masks = zoo.abstract_variables('maskrcnn_scenes')['params']
   removed = sum(zoo.num_params(masks[k]) for k in ('box_predictor', 'mask_head', 'mask_predictor'))
