@@ -6,15 +6,15 @@ Restores a two-stage detector run of `experiments/detect.py` (detector `rcnn`; t
 trained on base categories" is `fasterrcnn_base_scenes`' first stage), runs its first stage at
 inference settings (`MaskRCNN.inference_rois`) over the train split, keeps the M best proposals of
 each image, encodes them with `vild.teacher_embeddings` (32x32 RoIAlign crops of the box scaled by
-`detect.CROP_SCALES`, through CLIP's image tower) and writes `<out>/proposals.npz`:
+`detect.CROP_SCALES`, through CLIP's image tower) and writes `<proposals_dir>/proposals.npz`:
 proposal_boxes [N, M, 4] (pixels), proposal_embeddings [N, M, D], proposal_valid [N, M], row i for
 example i of the split, and the dataset's name; the `vild` detector reads it through
-`--config.vild.proposals=<out>`. Prints (and writes to `<out>/recall.json`) the proposals' recall
-of the ground-truth objects at IoU >= 0.5, per class, base and novel: the objects ViLD-image can
-distill at all.
+`--config.vild.proposals=<proposals_dir>`. Prints (and writes to `<proposals_dir>/recall.json`)
+the proposals' recall of the ground-truth objects at IoU >= 0.5, per class, base and novel: the
+objects ViLD-image can distill at all.
 
     python scripts/vild_precompute.py --detector_workdir=runs/fasterrcnn_base_scenes \
-        --clip_workdir=runs/clip_shapes_vit --out=runs/vild_proposals
+        --clip_workdir=runs/clip_shapes_vit --proposals_dir=runs/vild_proposals
 
 (`--detector=experiments/configs/detect.py:fasterrcnn_base_scenes` is the default detector config;
 its `--detector.<key>=...` overrides as the run's.)
@@ -48,8 +48,9 @@ _DETECTOR_WORKDIR = flags.DEFINE_string('detector_workdir', 'runs/fasterrcnn_bas
 _CLIP = flags.DEFINE_string('clip', 'clip_shapes_vit', "The teacher's zoo model.")
 _CLIP_WORKDIR = flags.DEFINE_string('clip_workdir', 'runs/clip_shapes_vit', 'The CLIP run.')
 _NUM = flags.DEFINE_integer('num_proposals', 8, 'M: proposals kept per image.')
-_BATCH = flags.DEFINE_integer('batch_size', 100, 'Images per jitted call.')
-_OUT = flags.DEFINE_string('out', 'runs/vild_proposals', 'Output directory.')
+# Names no other script defines: tests import this module beside scripts/convert.py (--out).
+_BATCH = flags.DEFINE_integer('images_per_call', 100, 'Images per jitted call.')
+_OUT = flags.DEFINE_string('proposals_dir', 'runs/vild_proposals', 'Output directory.')
 
 
 def precompute(config: ml_collections.ConfigDict, workdir: str, clip: str, clip_workdir: str,
