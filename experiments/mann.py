@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import zoo
-from jaxpapers.data import one_shot_episodes, pipeline
+from jaxpapers.data import font_glyphs, one_shot_episodes, pipeline
 from jaxpapers.errors import ConfigError
 from jaxpapers.train import cli, optim
 from jaxpapers.train.loop import Experiment
@@ -35,12 +35,13 @@ class OneShotEpisodes(Experiment):
     if d.name == 'digits':
       train_classes, eval_classes = (one_shot_episodes.digit_classes(digits) for digits in
                                      (one_shot_episodes.TRAIN_DIGITS, one_shot_episodes.TEST_DIGITS))
-    elif d.name in ('font_glyphs', 'font_glyphs_tiny'):
+    elif d.name in font_glyphs.BUILDERS:
       train_classes, eval_classes = (
           one_shot_episodes.glyph_classes(d.name, split, d.data_dir or None)
           for split in ('train', 'test'))
     else:
-      raise ConfigError(f'config.data.name={d.name!r}; valid: digits, font_glyphs, font_glyphs_tiny')
+      raise ConfigError(f'config.data.name={d.name!r}; valid: '
+                        f'{", ".join(["digits", *font_glyphs.BUILDERS])}')
     self.data = pipeline.Splits(
         train=one_shot_episodes.Episodes(train_classes, d.train_episodes, d.seed, **kwargs),
         eval=one_shot_episodes.Episodes(eval_classes, d.eval_episodes, d.seed + 1, **kwargs))

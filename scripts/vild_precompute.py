@@ -72,7 +72,7 @@ def precompute(config: ml_collections.ConfigDict, workdir: str, clip: str, clip_
     _, rois, valid = model.apply(variables, images, method='inference_rois')
     boxes, valid = rois[:, :num_proposals], valid[:, :num_proposals]
     embeddings = vild.teacher_embeddings(encode_crops, images, boxes, detect.CROP_SIZE,
-                                            detect.CROP_SCALES)
+                                         detect.CROP_SCALES)
     overlaps = jax.vmap(box_lib.iou)(gt_boxes, boxes)  # [B, G, M]
     covered = jnp.any((overlaps >= 0.5) & valid[:, None], -1)
     return boxes, embeddings, valid, covered
