@@ -41,16 +41,28 @@ def digits_dir(tmp_path_factory):
   return directory
 
 
-@pytest.fixture(scope='session')
-def convert_script():
-  """scripts/convert.py as a module, executed once per process: executing it again would define its
-  absl flags twice (tests/train and tests/parity both use it)."""
+def _script(name: str):
+  """scripts/<name>.py as a module, executed once per process: executing it again would define its
+  absl flags twice. Scripts that tests import together must not share flag names."""
   import importlib.util
   import sys
-  if 'convert_script' not in sys.modules:
-    path = os.path.join(os.path.dirname(__file__), '..', 'scripts', 'convert.py')
-    spec = importlib.util.spec_from_file_location('convert_script', path)
+  module_name = f'{name}_script'
+  if module_name not in sys.modules:
+    path = os.path.join(os.path.dirname(__file__), '..', 'scripts', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    sys.modules['convert_script'] = module
-  return sys.modules['convert_script']
+    sys.modules[module_name] = module
+  return sys.modules[module_name]
+
+
+@pytest.fixture(scope='session')
+def convert_script():
+  """scripts/convert.py (tests/train and tests/parity both use it)."""
+  return _script('convert')
+
+
+@pytest.fixture(scope='session')
+def vild_precompute_script():
+  """scripts/vild_precompute.py (the ViLD experiment test)."""
+  return _script('vild_precompute')

@@ -1,10 +1,6 @@
 """The detection experiment: tiny runs end to end (8 devices; ViLD on one), with the COCO box-AP
 evaluator; ViLD-image on proposals precomputed by scripts/vild_precompute.py."""
 
-import importlib.util
-import os
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,18 +42,6 @@ def test_tiny_run_end_to_end_on_eight_devices(preset, data_dir, tmp_path):
     assert 0.0 <= evaluation['box_map_mask_ap50'] <= 1.0
 
 
-@pytest.fixture(scope='module')
-def vild_precompute():
-  """scripts/vild_precompute.py as a module (its absl flags defined once per process)."""
-  if 'vild_precompute' not in sys.modules:
-    path = os.path.join(os.path.dirname(__file__), '..', '..', 'scripts', 'vild_precompute.py')
-    spec = importlib.util.spec_from_file_location('vild_precompute', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules['vild_precompute'] = module
-  return sys.modules['vild_precompute']
-
-
 def _save_run(workdir, variables):
   """A run directory whose checkpoint holds `variables` as a `TrainState` run saves them."""
   variables = dict(variables)
@@ -67,7 +51,7 @@ def _save_run(workdir, variables):
 
 
 def test_tiny_vild_on_precomputed_proposals_scores_base_and_novel_classes(
-    data_dir, tmp_path, vild_precompute):
+    data_dir, tmp_path, vild_precompute_script):
   """ViLD as the paper trains it, end to end on one device: a random tiny CLIP teacher and a
   random tiny two-stage detector restored from run directories; scripts/vild_precompute.py writes
   the detector's top-4 proposals of each scenes_tiny training image with CLIP's embeddings of
@@ -84,7 +68,7 @@ def test_tiny_vild_on_precomputed_proposals_scores_base_and_novel_classes(
   _save_run(str(tmp_path / 'rcnn'), variables)
 
   out = str(tmp_path / 'proposals')
-  result = vild_precompute.run(rcnn, str(tmp_path / 'rcnn'), 'clip_shapes_tiny',
+  result = vild_precompute_script.run(rcnn, str(tmp_path / 'rcnn'), 'clip_shapes_tiny',
                                str(tmp_path / 'clip'), num_proposals=4, batch_size=48, out=out)
   boxes, embeddings = result['proposal_boxes'], result['proposal_embeddings']
   assert boxes.shape == (64, 4, 4) and embeddings.shape == (64, 4, 16)  # 64 = 48 + 16 padded
