@@ -66,3 +66,9 @@ def convert_script():
 def vild_precompute_script():
   """scripts/vild_precompute.py (the ViLD experiment test)."""
   return _script('vild_precompute')
+
+
+@pytest.fixture(scope='session')
+def vild_diagnose_script():
+  """scripts/vild_diagnose.py (the ViLD tests)."""
+  return _script('vild_diagnose')

@@ -70,11 +70,12 @@ def base(model: str, detector: str, loss: dict | None = None) -> ml_collections.
 
 
 def open_vocabulary(c: ml_collections.ConfigDict) -> None:
-  """Training on the base classes only; box AP on all classes and on the base and novel ones."""
+  """Training on the base classes only; box AP on all classes, on the base and novel ones and on
+  each class alone (`<class>_ap`)."""
   c.data.preprocess = 'base_detection'
   c.evals.box_map.subsets = dict(
       base=[scenes.CLASSES.index(name) for name in scenes.BASE_CLASSES],
-      novel=scenes.novel_class_ids())
+      novel=scenes.novel_class_ids(), **{name: [i] for i, name in enumerate(scenes.CLASSES)})
 
 
 def fasterrcnn_base() -> ml_collections.ConfigDict:

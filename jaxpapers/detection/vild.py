@@ -19,8 +19,9 @@ backbone, RPN, RoI sampling and box head are used unchanged).
   encoded; the normalised embeddings of the scales are summed (and the sum normalised again, as the
   region embedding it is compared with is a unit vector). The paper's scales are 1 and 1.5
   (introduced with the cropped-region classifier of sec. 3.1, reused for ViLD-image). On the scenes
-  the project's CLIP names tight crops badly (it was trained on shapes framed with a margin: crosses
-  at 4% in 1x crops, 65% at 2.5x), so `experiments/detect.py` uses 1.5 and 2 (WORKSPACE.md).
+  the project's CLIP names tight crops badly (it was trained on shapes framed with a margin: the
+  proposals on crosses are named cross 5% of the time at 1 + 1.5, 65% at 2 + 2.5), so
+  `experiments/detect.py` uses 2 and 2.5 (WORKSPACE.md).
   As the paper (secs. 3.3 and 4), the proposals and their teacher embeddings are computed once,
   offline, by `scripts/vild_precompute.py`: the top M (8) proposals per training image of an RPN
   trained on the base classes (a `fasterrcnn_base_scenes` run, its first stage at inference

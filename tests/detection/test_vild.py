@@ -185,6 +185,40 @@ def test_ensemble_heads_learn_from_their_own_losses_and_combine_by_geometric_mea
                              rtol=1e-5)
 
 
+def test_diagnosis_gives_each_heads_label_and_the_proposals_overlap(tiny, vild_diagnose_script):
+  model, _, images, text = tiny
+  model = model.clone(ensemble=True)
+  variables = jax.jit(model.init)(jax.random.key(2), images[:1], text)
+  base = jnp.array([True, True, True, False, False])
+  _, rois, valid = jax.jit(functools.partial(model.apply, variables, method='inference_rois'))(
+      images)
+  # Two of the top 8 proposals, and a 1-pixel box no proposal covers.
+  boxes = jnp.concatenate([rois[:, [0, 3]], jnp.array([[[0.0, 0, 1, 1]]] * 2)], 1)
+  found = vild_diagnose_script.head_labels(model, variables, text, base, images, boxes)
+
+  def probabilities(mdl, images):
+    features = mdl.features(images)
+    regions, _ = mdl.region_outputs(features, boxes)
+    return (mdl.classify(regions, text), mdl.image_regions(features, boxes) @ text.T,
+            mdl.class_probs(features, boxes, text, base)[0])
+
+  text_logits, image_logits, probs = jax.jit(functools.partial(
+      model.apply, variables, method=probabilities))(images)
+  np.testing.assert_array_equal(found['text'], jnp.argmax(text_logits, -1))
+  np.testing.assert_array_equal(found['text, no background'],
+                                1 + jnp.argmax(text_logits[..., 1:], -1))
+  np.testing.assert_array_equal(found['image'], 1 + jnp.argmax(image_logits, -1))
+  np.testing.assert_array_equal(found['ensemble'], jnp.argmax(probs, -1))
+
+  best8, best, out = vild_diagnose_script.detection_recall(model, variables, text, base, images,
+                                                           boxes)
+  assert bool(jnp.all(valid[:, [0, 3]]))
+  np.testing.assert_allclose(best8[:, :2], 1.0, rtol=1e-5)
+  np.testing.assert_allclose(best[:, :2], 1.0, rtol=1e-5)
+  assert bool(jnp.all(best[:, 2] < 0.5)) and bool(jnp.all(best8 <= best))
+  assert out['boxes'].shape == (2, 5, 4)
+
+
 def test_parameter_count_is_maskrcnn_scenes_with_the_vild_head():
   masks = zoo.abstract_variables('maskrcnn_scenes')['params']
   removed = sum(zoo.num_params(masks[k]) for k in ('box_predictor', 'mask_head', 'mask_predictor'))
