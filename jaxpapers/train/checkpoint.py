@@ -23,6 +23,21 @@ from jax.experimental import multihost_utils
 from jaxpapers.errors import CheckpointError
 
 
+class _FailedSaveEchoes(std_logging.Filter):
+  """Drops asyncio's "exception was never retrieved" reports (a traceback each) after a save has
+  failed: orbax writes an array's pieces concurrently, re-raises the first failure and leaves its
+  sibling writes' failures (the same full disk or lost store) to be reported when they are garbage
+  collected, at a time that varies from run to run. The `CheckpointError` names the cause once."""
+  failed = False
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not (self.failed and 'exception was never retrieved' in record.getMessage())
+
+
+_FAILED_SAVE_ECHOES = _FailedSaveEchoes()
+std_logging.getLogger('asyncio').addFilter(_FAILED_SAVE_ECHOES)
+
+
 def _register_array_handler() -> None:
   """orbax splits the writing of each replicated array between its replicas by default (on CPU and
   TPU), slicing it with a jitted slice compiled per shape and device: on 8 CPU devices the first save
@@ -145,6 +160,7 @@ class Checkpointer:
     try:
       yield
     except Exception as e:  # OSError, TensorStore's ValueError, a remote store's own errors...
+      _FAILED_SAVE_ECHOES.failed = True
       raise CheckpointError(f'cannot save the checkpoint {self.directory}/{self._saving_step} '
                             f'({_one_line(e)}); the earlier checkpoints are kept') from e
 
