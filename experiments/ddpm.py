@@ -154,7 +154,7 @@ class DDPM(Experiment):
       return samplers.ancestral_sample(self.eps_fn(params), schedule, x_T, step_key,
                                        variance=self.variance, clip_denoised=clip)
 
-    return jax.jit(sample, compiler_options=devices.compiler_options())
+    return jax.jit(sample)
 
   def evaluation_fns(self):
     def sample(state, key, num_images):

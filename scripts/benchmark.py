@@ -139,11 +139,10 @@ def roofline() -> dict:
   import numpy as np
   import torch
 
-  from jaxpapers.train import devices
   n = 2048
   a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
   x = jax.device_put(a)
-  matmul = jax.jit(lambda x: x @ x, compiler_options=devices.compiler_options())
+  matmul = jax.jit(lambda x: x @ x)
   out = {}
   t = torch.from_numpy(a)
   rates = time_rounds({'jax': (lambda: out.update(y=matmul(x)),
@@ -225,7 +224,8 @@ def experiment_step(experiment, state, batch: dict):
 
   from jaxpapers.train import devices
   train_step = jax.jit(experiment.train_step, donate_argnums=0,
-                       compiler_options=devices.compiler_options())
+                       compiler_options=devices.compiler_options(
+                           experiment.config.train.cpu_ynnpack_eltwise))
   batch = jax.device_put(batch)
   holder = {'state': state}
   flops = matmul_flops(experiment.train_step, state, batch)
@@ -390,7 +390,6 @@ def ddpm_sampling() -> Comparison:
   from experiments.configs import ddpm as configs
   from jaxpapers import zoo
   from jaxpapers.diffusion import samplers
-  from jaxpapers.train import devices
 
   config = configs.get_config('digits')
   num_timesteps = config.diffusion.num_timesteps
@@ -413,7 +412,7 @@ def ddpm_sampling() -> Comparison:
     return samplers.ancestral_sample(eps_fn, schedule, x, key, variance='fixed_large',
                                      clip_denoised=True)
 
-  sample = jax.jit(chain_fn, compiler_options=devices.compiler_options())
+  sample = jax.jit(chain_fn)
 
   jax_out = {}
   sample_key = jax.random.key(1)
@@ -953,7 +952,6 @@ def gpt2_small() -> Comparison:
   import transformers
 
   from jaxpapers import zoo
-  from jaxpapers.train import devices
   from jaxpapers.transformers import hf_convert
 
   batch_size, seq_len = bench_batch_size(), _SEQ_LEN.value
@@ -984,8 +982,7 @@ def gpt2_small() -> Comparison:
   holder = {'state': (jax.device_put(params), jax.jit(tx.init)(params))}
   batch = jax.device_put((inputs, targets))
   flops = matmul_flops(train_step, *holder['state'], *batch)
-  train_step = jax.jit(train_step, donate_argnums=(0, 1),
-                       compiler_options=devices.compiler_options())
+  train_step = jax.jit(train_step, donate_argnums=(0, 1))
 
   def jax_step():
     holder['state'] = train_step(*holder['state'], *batch)

@@ -11,11 +11,21 @@ import ml_collections
 
 from jaxpapers.errors import ConfigError
 
+# XLA:CPU runs element-wise ops in YNNPACK (`jaxpapers.train.devices.compiler_options`): faster
+# for batch-normed residual networks' training steps, slower for the rest; no effect off CPU.
+TRAIN_DEFAULTS = {'cpu_ynnpack_eltwise': False}
+
 
 def select(preset: str | None, table: dict[str, Callable[[], ml_collections.ConfigDict]],
            default: str) -> ml_collections.ConfigDict:
-  """The config of `preset` (or `default` when none is given) from a file's table of presets."""
+  """The config of `preset` (or `default` when none is given) from a file's table of presets, with
+  the training loop's optional keys at their defaults where the preset leaves them out."""
   preset = preset or default
   if preset not in table:
     raise ConfigError(f'unknown preset {preset!r}; valid presets: {", ".join(table)}')
-  return table[preset]()
+  config = table[preset]()
+  if 'train' in config:
+    for key, value in TRAIN_DEFAULTS.items():
+      if key not in config.train:
+        config.train[key] = value
+  return config

@@ -109,7 +109,8 @@ def cifar10(model: str) -> ml_collections.ConfigDict:
       decay_boundaries=(32_000, 48_000), decay_factor=0.1, warmup_steps=0, weight_decay=1e-4,
       grad_clip_norm=0.0))
   c.train.update(steps=64_000, batch_size=128, log_every=100, eval_every=2_000,
-                 checkpoint_every=2_000)
+                 checkpoint_every=2_000,
+                 cpu_ynnpack_eltwise=True)  # on CPU, 1.16x faster for ResNet-20 (WORKSPACE.md)
   return c
 
 

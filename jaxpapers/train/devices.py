@@ -29,20 +29,23 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
                              process_id=process_id)
 
 
-# XLA:CPU (jaxlib 0.10.2) fuses element-wise producers (batch norm, ReLU, residual sums) into the
-# transposed copies its convolution and dot kernels ask for (the weight gradient of a convolution
-# reads its input with the batch axis innermost). Such a fused transpose reads every operand at a
-# large stride: 25 ms against 1.6 ms for a plain transpose of the same [128, 32, 32, 16] array, and
-# half of a ResNet-20 train step. Handing element-wise ops to YNNPACK as well keeps them out of
-# those fusions, so every transpose is a plain copy (the ResNet-20 step about 2x faster, DDPM
-# sampling about 3x). These are the types XLA puts in YNNPACK by default, plus ELTWISE.
+# XLA:CPU fuses element-wise producers (batch norm, ReLU, residual sums) into the transposed
+# copies its convolution kernels ask for (the weight gradient of a convolution reads its input with
+# the batch axis innermost), and through a residual stage's chain of sums it recomputes every
+# block's batch norm with strided reads: in ResNet-20's train step such fused transposes take 43%
+# of the op time. Handing element-wise ops to YNNPACK keeps them out of those fusions (ResNet-20
+# 1.16x faster, jaxlib 0.12), but costs elsewhere: YNNPACK needs its broadcasts materialised and
+# splits the optimiser's long element-wise chains, so transformer, recurrent and GAN steps run
+# 1.07-1.25x slower (WORKSPACE.md, issue 16). Hence an option of the run (`config.train.
+# cpu_ynnpack_eltwise`), on for the batch-normed residual networks' presets only.
 _CPU_YNN_FUSION_TYPES = ('INDIVIDUAL_CONVOLUTION', 'INDIVIDUAL_DOT', 'REDUCE', 'ELTWISE')
 
 
-def compiler_options() -> dict[str, str] | None:
-  """`jax.jit(..., compiler_options=...)` for the default backend: YNNPACK element-wise fusions on
-  CPU (see above), nothing elsewhere (GPUs and TPUs have their own fusion)."""
-  if jax.default_backend() != 'cpu':
+def compiler_options(ynnpack_eltwise: bool) -> dict[str, str] | None:
+  """`jax.jit(..., compiler_options=...)`: with `ynnpack_eltwise` on CPU, XLA's default YNNPACK
+  fusions plus element-wise ones (see above); otherwise None (XLA's defaults; GPUs and TPUs have
+  their own fusion)."""
+  if not ynnpack_eltwise or jax.default_backend() != 'cpu':
     return None
   return {'xla_cpu_experimental_ynn_fusion_type':
           ','.join(f'LIBRARY_FUSION_TYPE_{t}' for t in _CPU_YNN_FUSION_TYPES)}

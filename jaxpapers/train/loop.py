@@ -46,12 +46,12 @@ class Experiment(abc.ABC):
   """What a paper's experiment supplies to the loop. Every method but the data ones is pure.
 
   The loop reads `config.seed`, `config.train` (steps, batch_size, log_every, eval_every,
-  checkpoint_every, max_to_keep), `config.evals` (the evaluators run after each evaluation,
-  `jaxpapers.evaluators`) and, where present, `config.init_from` and `config.init_from_exclude`
-  (see `init_from`); the rest of the config belongs to the experiment. Its data is `self.data`, a
-  `pipeline.Splits` (`pipeline.from_config(config.data)` for a TFDS dataset), which the default
-  `train_data` / `eval_data` batch; an experiment overrides them only to feed the loop something
-  else.
+  checkpoint_every, max_to_keep, and cpu_ynnpack_eltwise: see `devices.compiler_options`),
+  `config.evals` (the evaluators run after each evaluation, `jaxpapers.evaluators`) and, where
+  present, `config.init_from` and `config.init_from_exclude` (see `init_from`); the rest of the
+  config belongs to the experiment. Its data is `self.data`, a `pipeline.Splits`
+  (`pipeline.from_config(config.data)` for a TFDS dataset), which the default `train_data` /
+  `eval_data` batch; an experiment overrides them only to feed the loop something else.
   """
   data: pipeline.Splits | None = None
 
@@ -132,8 +132,9 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
       state = init_from.load_into(state, config.init_from, config.get('init_from_exclude', ''))
   start_step = int(_fetch(state.step))
 
-  step_fn = _compile_train_step(experiment, abstract_state, mesh)
-  eval_fn = _compile_eval_step(experiment)
+  options = devices.compiler_options(tc.get('cpu_ynnpack_eltwise', False))
+  step_fn = _compile_train_step(experiment, abstract_state, mesh, options)
+  eval_fn = _compile_eval_step(experiment, options)
   evaluators = evaluators_lib.build(config.get('evals'), experiment.evaluation_fns(), mesh)
   metric_shapes = accumulator = None
   writer = metrics_lib.MetricWriter(workdir)
@@ -222,7 +223,8 @@ def _evaluate(experiment: Experiment, eval_fn, evaluators, state: Any, step: int
   return metrics
 
 
-def _compile_train_step(experiment: Experiment, abstract_state: Any, mesh: jax.sharding.Mesh):
+def _compile_train_step(experiment: Experiment, abstract_state: Any, mesh: jax.sharding.Mesh,
+                        compiler_options: dict | None):
   """jit of (state, batch, accumulator, options) -> (state, accumulator), with the metric
   bookkeeping fused; `options` (static) are the sorted items of `Experiment.step_options`."""
 
@@ -240,14 +242,14 @@ def _compile_train_step(experiment: Experiment, abstract_state: Any, mesh: jax.s
   replicated = devices.replicated(mesh)
   return jax.jit(step, in_shardings=(state_sharding, devices.data_sharded(mesh), replicated),
                  out_shardings=(state_sharding, replicated), static_argnums=3,
-                 donate_argnums=(0, 2), compiler_options=devices.compiler_options())
+                 donate_argnums=(0, 2), compiler_options=compiler_options)
 
 
-def _compile_eval_step(experiment: Experiment):
+def _compile_eval_step(experiment: Experiment, compiler_options: dict | None):
   """jit of (state, batch, sums) -> sums + eval_step(state, batch)."""
   return jax.jit(
       lambda state, batch, sums: jax.tree.map(jnp.add, sums, experiment.eval_step(state, batch)),
-      donate_argnums=(2,), compiler_options=devices.compiler_options())
+      donate_argnums=(2,), compiler_options=compiler_options)
 
 
 def _zero_accumulator(metric_shapes: Any, replicated) -> dict[str, Any]:

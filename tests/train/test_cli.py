@@ -43,8 +43,8 @@ def error_line(result):
 
 @pytest.mark.parametrize('override, expected', [
     ('--config.train.stepz=3', "unknown config key 'train.stepz': config.train has no key 'stepz'; "
-                               'valid keys: batch_size, checkpoint_every, eval_every, log_every, '
-                               'max_to_keep, steps'),
+                               'valid keys: batch_size, checkpoint_every, cpu_ynnpack_eltwise, '
+                               'eval_every, log_every, max_to_keep, steps'),
     ('--config.optimizer.lr=3', "unknown config key 'optimizer.lr': config has no key 'optimizer'"),
     ('--config.train.steps=abc', 'invalid literal for int()'),
     ('--config.train.batch_size=12', 'must be divisible by the number of devices (8)'),
