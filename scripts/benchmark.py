@@ -70,6 +70,7 @@ class Comparison:
   torch_setup: Callable[[bool], None] = lambda on: None  # called with True before, False after
   rounds_of_one: bool = False  # a step is a whole timed run (a sampling chain of `bench_steps()`)
   info: dict = dataclasses.field(default_factory=dict)
+  jax_hlo: Callable[[], str] | None = None  # the compiled JAX step's HLO text, for `--profile`
 
 
 def matmul_flops(fn, *args) -> float:
@@ -182,17 +183,47 @@ def compare(comparison: Comparison, roof_gflops: float) -> dict:
                 gflop_per_step=c.flops / 1e9, steps=bench_steps(), torch_threads=threads,
                 torch_version=torch.__version__, **c.info)
   if _PROFILE.value:
-    result['top_ops'] = result_ops
+    result.update(result_ops)
   return result
 
 
-def top_ops(c: Comparison, steps: int, directory: str, count: int = 10) -> list[dict]:
-  """The JAX side's most expensive ops over `steps` traced steps: one event per XLA:CPU thunk,
-  named as its instruction in the compiled HLO (`wrapped_convolution.8`), with its share."""
+def op_kinds(hlo: str) -> dict[str, str]:
+  """The kind of each instruction of a compiled HLO module, fusions by what they compute:
+  'convolution <dim_labels>' (the layouts tell the forward pass, `b01f_01io->b01f`, from the
+  gradients), 'dot', 'reduce', 'transpose/copy' (layout changes, with whatever was fused into
+  them), 'broadcast' (a materialised broadcast) or 'elementwise'."""
+  import re
+  bodies = {m.group(1): m.group(2) for m in
+            re.finditer(r'^%?(\S+) \(.*?\) -> .*? \{\n(.*?)\n\}', hlo, re.M | re.S)}
+  kinds = {}
+  for m in re.finditer(r'^\s+(?:ROOT )?%(\S+) = \S+ ([a-z-]+)\((.*)$', hlo, re.M):
+    name, opcode, rest = m.groups()
+    called = re.search(r'calls=%([^,\s]+)', rest)
+    body = bodies.get(called.group(1), '') if called else f'= x {opcode}({rest}'
+    ops = set(re.findall(r'= \S+ ([a-z-]+)\(', body)) - {'parameter', 'bitcast', 'constant'}
+    if 'convolution' in ops:
+      labels = re.search(r'dim_labels=([^,\s}]+)', body)
+      kinds[name] = 'convolution ' + (labels.group(1) if labels else '?')
+    elif 'dot' in ops:
+      kinds[name] = 'dot'
+    elif 'reduce' in ops or 'reduce-window' in ops:
+      kinds[name] = 'reduce'
+    elif ops & {'transpose', 'copy'}:
+      kinds[name] = 'transpose/copy'
+    elif ops <= {'broadcast', 'reshape'}:
+      kinds[name] = 'broadcast'
+    else:
+      kinds[name] = 'elementwise'
+  return kinds
+
+
+def top_ops(c: Comparison, steps: int, directory: str, count: int = 10) -> dict:
+  """The JAX side's op time over `steps` traced steps, from one event per XLA:CPU thunk (named as
+  its instruction in the compiled HLO, `ynn_fusion.8`): the `count` most expensive ops and, where
+  the benchmark gives its compiled HLO, each op's kind and the share of each kind (`op_kinds`)."""
   import collections
   import glob
   import gzip
-  import re
 
   import jax
   jax.profiler.start_trace(directory, create_perfetto_trace=True)
@@ -208,18 +239,24 @@ def top_ops(c: Comparison, steps: int, directory: str, count: int = 10) -> list[
     events = json.load(f)
   events = events['traceEvents'] if isinstance(events, dict) else events
   micros = collections.Counter()
-  for event in events:  # HLO instruction names; host-side spans (`PjitFunction(...)`) are not
-    if event.get('ph') == 'X' and re.fullmatch(r'[a-z][a-z0-9_.-]*', event['name']):
-      micros[event['name']] += event.get('dur', 0)
+  for event in events:  # XLA's thunks; host-side spans (`PjitFunction(...)`) have no `hlo_op`
+    if event.get('ph') == 'X' and event.get('args', {}).get('hlo_op'):
+      micros[event['args']['hlo_op']] += event.get('dur', 0)
   total = sum(micros.values())
-  return [{'op': name, 'ms': round(us / 1e3, 2), 'share': round(us / total, 3)}
-          for name, us in micros.most_common(count)]
+  kinds = op_kinds(c.jax_hlo()) if c.jax_hlo else {}
+  by_kind = collections.Counter()
+  for name, us in micros.items():
+    by_kind[kinds.get(name, 'unknown')] += us
+  ops = [{'op': name, 'kind': kinds.get(name, 'unknown'), 'ms': round(us / 1e3, 2),
+          'share': round(us / total, 3)} for name, us in micros.most_common(count)]
+  return {'top_ops': ops,
+          'op_kinds': {kind: round(us / total, 3) for kind, us in by_kind.most_common()}}
 
 
 def experiment_step(experiment, state, batch: dict):
   """`experiment.train_step` under jit (with the training loop's compiler options), its state
-  donated, on one batch on the device: the step and sync functions for `Comparison` and the step's
-  FLOPs."""
+  donated, on one batch on the device: the step and sync functions for `Comparison`, the step's
+  FLOPs and its compiled HLO text (a function)."""
   import jax
 
   from jaxpapers.train import devices
@@ -233,7 +270,8 @@ def experiment_step(experiment, state, batch: dict):
   def step():
     holder['state'], _ = train_step(holder['state'], batch)
 
-  return step, lambda: jax.block_until_ready(holder['state']), flops
+  return (step, lambda: jax.block_until_ready(holder['state']), flops,
+          lambda: train_step.lower(holder['state'], batch).compile().as_text())
 
 
 def torch_train_step(model, optimizer, loss_fn):
@@ -264,7 +302,8 @@ def digits_cnn() -> Comparison:
   config = configs.get_config('digits_cnn')
   experiment = classify.Classify(config, devices.make_mesh())
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
-  jax_step, jax_sync, flops = experiment_step(experiment, state, {'image': images, 'label': labels})
+  jax_step, jax_sync, flops, hlo = experiment_step(experiment, state,
+                                                   {'image': images, 'label': labels})
 
   model = nn.Sequential(
       nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -278,7 +317,7 @@ def digits_cnn() -> Comparison:
 
   torch_step = torch_train_step(model, optimizer,
                                 lambda model: nn.functional.cross_entropy(model(x), y))
-  return Comparison(jax_step, jax_sync, torch_step, flops, 'steps')
+  return Comparison(jax_step, jax_sync, torch_step, flops, 'steps', jax_hlo=hlo)
 
 
 @benchmark
@@ -308,7 +347,7 @@ def fast_weights_cell() -> Comparison:
   m = experiment.model
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   params = jax.tree.map(np.asarray, state.params)
-  jax_step, jax_sync, flops = experiment_step(experiment, state, data)
+  jax_step, jax_sync, flops, hlo = experiment_step(experiment, state, data)
 
   class Classifier(nn.Module):
 
@@ -363,7 +402,7 @@ def fast_weights_cell() -> Comparison:
   torch_step = torch_train_step(
       model, optimizer, lambda model: nn.functional.cross_entropy(model(tokens), labels))
   return Comparison(jax_step, jax_sync, torch_step, flops, 'steps',
-                    info={'hidden_size': m.hidden_size})
+                    info={'hidden_size': m.hidden_size}, jax_hlo=hlo)
 
 
 @benchmark
@@ -549,7 +588,8 @@ def ddpm_sampling() -> Comparison:
                     items=batch_size * chain / num_timesteps, rounds_of_one=True,
                     torch_setup=torch.set_flush_denormal,
                     info={'chain_steps': num_timesteps, 'timed_steps': chain,
-                          'params': zoo.num_params(params)})
+                          'params': zoo.num_params(params)},
+                    jax_hlo=lambda: sample.lower(x_T, sample_key).compile().as_text())
 
 
 @benchmark
@@ -591,8 +631,8 @@ def clip_step() -> Comparison:
   images, tokens = (np.stack([row[key] for row in rows]) for key in ('image', 'tokens'))
   state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
   params = jax.tree.map(np.asarray, state.params)
-  jax_step, jax_sync, flops = experiment_step(experiment, state,
-                                              {'image': images, 'tokens': tokens})
+  jax_step, jax_sync, flops, hlo = experiment_step(experiment, state,
+                                                   {'image': images, 'tokens': tokens})
 
   class QuickGELU(nn.Module):
     def forward(self, x):
@@ -713,7 +753,7 @@ def clip_step() -> Comparison:
       model.logit_scale.clamp_(max=math.log(clip.MAX_LOGIT_SCALE))
 
   return Comparison(jax_step, jax_sync, torch_step, flops, 'pairs', items=batch_size,
-                    info={'params': count})
+                    info={'params': count}, jax_hlo=hlo)
 
 
 @benchmark
@@ -812,7 +852,8 @@ def resnet20() -> Comparison:
                                            train=True, mutable=['batch_stats'])
     np.testing.assert_allclose(model(x).numpy(), jax_logits, rtol=1e-3, atol=1e-3)
 
-  jax_step, jax_sync, flops = experiment_step(experiment, state, {'image': images, 'label': labels})
+  jax_step, jax_sync, flops, hlo = experiment_step(experiment, state,
+                                                   {'image': images, 'label': labels})
 
   o = config.optim
   decayed = [p for p in model.parameters() if p.ndim > 1]
@@ -823,7 +864,7 @@ def resnet20() -> Comparison:
 
   torch_step = torch_train_step(model, optimizer, lambda model: F.cross_entropy(model(x), y))
   return Comparison(jax_step, jax_sync, torch_step, flops, 'steps',
-                    info={'params': count})
+                    info={'params': count}, jax_hlo=hlo)
 
 
 @benchmark
@@ -907,7 +948,7 @@ def dcgan_step() -> Comparison:
     np.testing.assert_allclose(discriminator(to_torch(real)).reshape(-1).numpy(), jax_logits,
                                rtol=1e-3, atol=1e-3)
 
-  jax_step, jax_sync, flops = experiment_step(experiment, state, {'image': real})
+  jax_step, jax_sync, flops, hlo = experiment_step(experiment, state, {'image': real})
 
   o = config.optim
   g_opt = torch.optim.Adam(generator.parameters(), lr=o.generator.learning_rate,
@@ -932,7 +973,7 @@ def dcgan_step() -> Comparison:
 
   return Comparison(jax_step, jax_sync, torch_step, flops, 'steps',
                     info={'generator_params': zoo.num_params(g_params),
-                          'discriminator_params': zoo.num_params(d_params)})
+                          'discriminator_params': zoo.num_params(d_params)}, jax_hlo=hlo)
 
 
 @benchmark
@@ -997,7 +1038,8 @@ def gpt2_small() -> Comparison:
   return Comparison(jax_step, lambda: jax.block_until_ready(holder['state']),
                     torch_train_step(hf, optimizer, loss), flops, 'tokens',
                     items=batch_size * seq_len,
-                    info={'seq_len': seq_len, 'transformers_version': transformers.__version__})
+                    info={'seq_len': seq_len, 'transformers_version': transformers.__version__},
+                    jax_hlo=lambda: train_step.lower(*holder['state'], *batch).compile().as_text())
 
 
 def main(argv):

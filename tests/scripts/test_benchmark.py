@@ -19,17 +19,22 @@ x, k = jnp.ones((8, 32, 32, 16)), jnp.ones((3, 3, 16, 16))
 out = {}
 comparison = benchmark.Comparison(jax_step=lambda: out.update(y=conv(x, k)),
                                   jax_sync=lambda: out['y'].block_until_ready(),
-                                  torch_step=None, flops=0.0, unit='steps')
+                                  torch_step=None, flops=0.0, unit='steps',
+                                  jax_hlo=lambda: conv.lower(x, k).compile().as_text())
 comparison.jax_step()
 print(json.dumps(benchmark.top_ops(comparison, 3, sys.argv[1])))
 '''
 
 
-def test_top_ops_names_the_traced_convolution(tmp_path):
+def test_top_ops_names_the_traced_convolution_and_its_kind(tmp_path):
   result = subprocess.run([sys.executable, '-c', CODE, str(tmp_path)], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, 'XLA_FLAGS': ''})
   assert result.returncode == 0, result.stderr[-2000:]
-  ops = json.loads(result.stdout.strip().splitlines()[-1])
+  profile = json.loads(result.stdout.strip().splitlines()[-1])
+  ops = profile['top_ops']
   assert ops and all(op['ms'] > 0 for op in ops), ops
   assert 0.99 <= sum(op['share'] for op in ops) <= 1.0 + 1e-6  # the one op and little else
   assert 'conv' in ops[0]['op'] or 'ynn' in ops[0]['op'], ops
+  # Classified from the compiled HLO: a forward convolution in the NHWC / HWIO layouts.
+  assert ops[0]['kind'] == 'convolution b01f_01io->b01f', ops
+  assert profile['op_kinds']['convolution b01f_01io->b01f'] >= 0.99, profile['op_kinds']
