@@ -187,33 +187,33 @@ def compare(comparison: Comparison, roof_gflops: float) -> dict:
   return result
 
 
-def op_kinds(hlo: str) -> dict[str, str]:
-  """The kind of each instruction of a compiled HLO module, fusions by what they compute:
-  'convolution <dim_labels>' (the layouts tell the forward pass, `b01f_01io->b01f`, from the
-  gradients), 'dot', 'reduce', 'transpose/copy' (layout changes, with whatever was fused into
-  them), 'broadcast' (a materialised broadcast) or 'elementwise'."""
+def op_kinds(hlo: str) -> dict[str, tuple[str, str]]:
+  """The kind and output shape of each instruction of a compiled HLO module, fusions by what they
+  compute: 'convolution' (a kernel-shaped output is a weight gradient: XLA has brought every
+  convolution to the same layouts by then), 'dot', 'reduce', 'transpose/copy' (layout changes,
+  with whatever was fused into them), 'broadcast' (a materialised broadcast) or 'elementwise'."""
   import re
   bodies = {m.group(1): m.group(2) for m in
             re.finditer(r'^%?(\S+) \(.*?\) -> .*? \{\n(.*?)\n\}', hlo, re.M | re.S)}
   kinds = {}
-  for m in re.finditer(r'^\s+(?:ROOT )?%(\S+) = \S+ ([a-z-]+)\((.*)$', hlo, re.M):
-    name, opcode, rest = m.groups()
+  for m in re.finditer(r'^\s+(?:ROOT )?%(\S+) = (\S+) ([a-z-]+)\((.*)$', hlo, re.M):
+    name, shape, opcode, rest = m.groups()
     called = re.search(r'calls=%([^,\s]+)', rest)
     body = bodies.get(called.group(1), '') if called else f'= x {opcode}({rest}'
     ops = set(re.findall(r'= \S+ ([a-z-]+)\(', body)) - {'parameter', 'bitcast', 'constant'}
     if 'convolution' in ops:
-      labels = re.search(r'dim_labels=([^,\s}]+)', body)
-      kinds[name] = 'convolution ' + (labels.group(1) if labels else '?')
+      kind = 'convolution'
     elif 'dot' in ops:
-      kinds[name] = 'dot'
+      kind = 'dot'
     elif 'reduce' in ops or 'reduce-window' in ops:
-      kinds[name] = 'reduce'
+      kind = 'reduce'
     elif ops & {'transpose', 'copy'}:
-      kinds[name] = 'transpose/copy'
+      kind = 'transpose/copy'
     elif ops <= {'broadcast', 'reshape'}:
-      kinds[name] = 'broadcast'
+      kind = 'broadcast'
     else:
-      kinds[name] = 'elementwise'
+      kind = 'elementwise'
+    kinds[name] = (kind, shape.split('{')[0])
   return kinds
 
 
@@ -246,8 +246,9 @@ def top_ops(c: Comparison, steps: int, directory: str, count: int = 10) -> dict:
   kinds = op_kinds(c.jax_hlo()) if c.jax_hlo else {}
   by_kind = collections.Counter()
   for name, us in micros.items():
-    by_kind[kinds.get(name, 'unknown')] += us
-  ops = [{'op': name, 'kind': kinds.get(name, 'unknown'), 'ms': round(us / 1e3, 2),
+    by_kind[kinds.get(name, ('unknown',))[0]] += us
+  ops = [{'op': name, 'kind': kinds.get(name, ('unknown', ''))[0],
+          'shape': kinds.get(name, ('unknown', ''))[1], 'ms': round(us / 1e3, 2),
           'share': round(us / total, 3)} for name, us in micros.most_common(count)]
   return {'top_ops': ops,
           'op_kinds': {kind: round(us / total, 3) for kind, us in by_kind.most_common()}}
