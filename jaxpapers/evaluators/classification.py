@@ -31,6 +31,7 @@ class Classification(Evaluator):
 
   def __init__(self, config, fns, mesh):
     super().__init__(config, fns, mesh)
+    self.fn = jax.jit(self.fn)  # compiled once for every batch, rather than run op by op
     c = self.config
     source = pipeline.load_source(c['dataset'], c['split'], c['data_dir'] or None)
     examples = pipeline.in_memory(source, pipeline.PREPROCESSORS[c['preprocess']])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import numpy as np
 from sklearn import metrics as sk_metrics
 
@@ -54,6 +55,7 @@ class Segmentation(Evaluator):
 
   def __init__(self, config, fns, mesh):
     super().__init__(config, fns, mesh)
+    self.fn = jax.jit(self.fn)  # compiled once for every batch, rather than run op by op
     c = self.config
     data = load_split(c['dataset'], c['split'], c['data_dir'], ('image', c['label_feature']))
     self.images = data['image'].astype(np.float32) / 255.0
