@@ -136,7 +136,7 @@ class Detect(Experiment):
   def _init_vild(self, c):
     """The teacher's class embeddings, the training (base) classes and ViLD-image's targets."""
     self.text_embeddings, _ = clip_teacher(c.clip, c.clip_workdir)
-    self.class_valid = ~np.isin(np.arange(len(scenes.CLASSES)), scenes.novel_class_ids())
+    self.class_valid = scenes.base_class_mask()
     if c.proposals:
       rows = load_proposals(c.proposals, self.config.data.name, len(self.data.train),
                             self.text_embeddings.shape[1])

@@ -18,6 +18,7 @@ each label with the share of them that lie on no object of that label (false pos
 """
 
 import argparse
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +35,7 @@ from jaxpapers.train import checkpoint
 
 def head_labels(model, variables, text_embeddings, class_valid, images, boxes):
   """Per head (module docstring), the label [B, G] each box [B, G, 4] gets: 0 background, 1 + c
-  class c (heads without a background never answer 0)."""
+  class c (heads without a background never answer 0). Jit it with `model` bound."""
   def run(m, images, boxes):
     features = m.features(images, False)
     regions, _ = m.region_outputs(features, boxes)
@@ -47,17 +48,18 @@ def head_labels(model, variables, text_embeddings, class_valid, images, boxes):
       probs, _ = m.class_probs(features, boxes, text_embeddings, class_valid)
       out['ensemble'] = jnp.argmax(probs, -1)
     return out
-  return jax.jit(lambda v, i, b: model.apply(v, i, b, method=run))(variables, images, boxes)
+  return model.apply(variables, images, boxes, method=run)
 
 
 def detection_recall(model, variables, text_embeddings, class_valid, images, gt_boxes):
   """Per ground-truth box [B, G]: its best IoU with the run's top 8 and all inference proposals;
-  and the final detections {'boxes', 'scores', 'labels'} (labels 1 + class row)."""
+  and the final detections {'boxes', 'scores', 'labels'} (labels 1 + class row). Jit it with
+  `model` bound."""
   def run(m, images, gt_boxes):
     _, rois, valid = m.inference_rois(images, False)
     overlaps = jnp.where(valid[:, None], jax.vmap(box_lib.iou)(gt_boxes, rois), 0.0)  # [B, G, R]
     return overlaps[..., :8].max(-1), overlaps.max(-1), m(images, text_embeddings, class_valid)
-  return jax.jit(lambda v, i, b: model.apply(v, i, b, method=run))(variables, images, gt_boxes)
+  return model.apply(variables, images, gt_boxes, method=run)
 
 
 def main() -> None:
@@ -70,10 +72,12 @@ def main() -> None:
   config = configs.get_config('vild_scenes')
   config.model.ensemble = args.ensemble
   text_embeddings, _ = detect.clip_teacher(config.vild.clip, args.clip_workdir)
-  class_valid = ~np.isin(np.arange(len(scenes.CLASSES)), scenes.novel_class_ids())
+  class_valid = scenes.base_class_mask()
   model = zoo.build_from_config(config.model, embed_dim=text_embeddings.shape[1])
   variables = jax.tree.map(jnp.asarray, checkpoint.load_variables(args.workdir))
   data = load_split('scenes', args.split, '', ('image', 'boxes', 'labels'))
+  labels_fn = jax.jit(functools.partial(head_labels, model))  # compiled once for every batch
+  recall_fn = jax.jit(functools.partial(detection_recall, model))
   counts = {}
   num = len(scenes.CLASSES)
   objects, top8, proposed, detected = (np.zeros(num) for _ in range(4))
@@ -85,12 +89,12 @@ def main() -> None:
     images = jnp.asarray(data['image'][start:start + 100], jnp.float32) / 255.0
     labels = data['labels'][start:start + 100]
     gt_boxes = jnp.asarray(data['boxes'][start:start + 100], jnp.float32)
-    found = head_labels(model, variables, text_embeddings, class_valid, images, gt_boxes)
+    found = labels_fn(variables, text_embeddings, class_valid, images, gt_boxes)
     for head, predicted in found.items():
       table = counts.setdefault(head, np.zeros((num, 1 + num)))
       np.add.at(table, (labels[labels >= 0], np.asarray(predicted)[labels >= 0]), 1)
-    best8, best, out = jax.tree.map(np.asarray, detection_recall(
-        model, variables, text_embeddings, class_valid, images, gt_boxes))
+    best8, best, out = jax.tree.map(np.asarray, recall_fn(
+        variables, text_embeddings, class_valid, images, gt_boxes))
     overlaps = np.asarray(jax.vmap(box_lib.iou)(gt_boxes, jnp.asarray(out['boxes'])))  # [B, G, N]
     same = labels[:, :, None] == out['labels'][:, None, :] - 1
     hits = (overlaps >= 0.5) & same & (out['scores'][:, None, :] > 0)

@@ -59,6 +59,11 @@ def novel_class_ids() -> list[int]:
   return [CLASSES.index(c) for c in NOVEL_CLASSES]
 
 
+def base_class_mask() -> np.ndarray:
+  """[len(CLASSES)] bool: True for the base (training) classes, False for the held-out ones."""
+  return ~np.isin(np.arange(len(CLASSES)), novel_class_ids())
+
+
 def _coverage(shape: str, rng: np.random.Generator) -> np.ndarray:
   """The fraction of each pixel a randomly placed, sized and rotated `shape` covers, [64, 64]."""
   r = rng.uniform(*_RADIUS)

@@ -69,7 +69,8 @@ def test_tiny_vild_on_precomputed_proposals_scores_base_and_novel_classes(
 
   out = str(tmp_path / 'proposals')
   result = vild_precompute_script.run(rcnn, str(tmp_path / 'rcnn'), 'clip_shapes_tiny',
-                               str(tmp_path / 'clip'), num_proposals=4, batch_size=48, out=out)
+                                      str(tmp_path / 'clip'), num_proposals=4, batch_size=48,
+                                      out=out)
   boxes, embeddings = result['proposal_boxes'], result['proposal_embeddings']
   assert boxes.shape == (64, 4, 4) and embeddings.shape == (64, 4, 16)  # 64 = 48 + 16 padded
   assert result['proposal_valid'].all()
