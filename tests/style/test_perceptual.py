@@ -94,8 +94,10 @@ def test_gatys_style_loss_zero_for_the_style_image_positive_otherwise(vgg):
   objective = gatys.GatysObjective(model, variables, content, style)
   _, at_style = jax.jit(objective)(style)
   _, at_content = jax.jit(objective)(content)
+  # Zero up to float rounding: the targets are computed outside the jitted objective, and XLA may
+  # fuse the two computations differently (jaxlib 0.12.1 leaves 4e-12 here, 0.12.0.1 left 0).
   assert at_style['style_loss'] < 1e-6 * at_content['style_loss']
-  assert at_content['content_loss'] == 0.0
+  assert at_content['content_loss'] < 1e-6 * at_style['content_loss']
   assert at_content['style_loss'] > 0 and at_style['content_loss'] > 0
   # The loss falls along its negative gradient (what the optimisation relies on).
   image = gatys.initial_image(content, 'noise', jax.random.key(8))
