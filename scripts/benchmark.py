@@ -3,6 +3,9 @@
     python scripts/benchmark.py digits_cnn [--batch_size=64] [--steps=300]
     python scripts/benchmark.py --all --json=out.json   # every benchmark at its own settings
     python scripts/benchmark.py resnet20 --profile=/tmp/trace   # and the JAX step's costliest ops
+    python scripts/benchmark.py clip_step --compare_options=defaults \
+        --compare_options='xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_ELTWISE'
+    python scripts/benchmark.py --conv_layers   # single convolutions: XLA's kernels against oneDNN's
 
 Both sides run the same architecture, optimiser and batch size on the same in-memory batch (data
 loading is excluded), after warm-up (compilation). The two sides are timed in alternation,
@@ -36,13 +39,22 @@ _JSON = flags.DEFINE_string('json', None, 'Also write the results (a JSON list) 
 _PROFILE = flags.DEFINE_string('profile', None, 'Also trace a few JAX steps into this directory '
                                '(TensorBoard/Perfetto) and report the ops that take the most time.')
 
+_COMPARE_OPTIONS = flags.DEFINE_multi_string(
+    'compare_options', None, "Instead of PyTorch, time the named benchmarks' JAX steps built under "
+    "each of these XLA compiler-option sets against each other: 'defaults' (XLA's own) or "
+    "'key=value;key=value' (values as XLA takes them; true/false and integers converted).")
+_CONV_LAYERS = flags.DEFINE_bool(
+    'conv_layers', False, "Time single forward convolutions of the benchmarks' shapes in JAX "
+    '(under XLA\'s defaults) and PyTorch (oneDNN, NCHW and channels-last), 1 and 2 threads.')
+
 BENCHMARKS: dict[str, Callable[[], 'Comparison']] = {}
 # Per benchmark: batch size and timed steps per round. Chosen so that `--all` (3 rounds) stays
 # within a few minutes on 2 cores.
 DEFAULTS = {'digits_cnn': (64, 200), 'fast_weights_cell': (128, 100), 'ddpm_sampling': (64, 20),
             'clip_step': (128, 10), 'resnet20': (128, 5), 'dcgan_step': (64, 3),
             'gpt2_small': (4, 3)}
-_current = {}  # name of the benchmark being run, for bench_batch_size() and bench_steps()
+_current = {}  # name of the benchmark being run, for bench_batch_size() and bench_steps();
+# 'options': the compiler options every timed JAX step is built with (`--compare_options`)
 
 
 def benchmark(fn):
@@ -56,6 +68,30 @@ def bench_batch_size() -> int:
 
 def bench_steps() -> int:
   return _STEPS.value or DEFAULTS[_current['name']][1]
+
+
+def step_options(preset: dict | None = None) -> dict | None:
+  """Compiler options for a benchmark's timed JAX step: its preset's (None: XLA's defaults), or
+  the set `--compare_options` is timing."""
+  return _current['options'] if 'options' in _current else preset
+
+
+def parse_options(text: str) -> dict | None:
+  """'defaults' -> None; 'key=value;key=value' -> a compiler-options dict."""
+  if text == 'defaults':
+    return None
+  def convert(value):  # XLA takes bool options as bools and integer ones as ints
+    if value.lower() in ('true', 'false'):
+      return value.lower() == 'true'
+    return int(value) if value.lstrip('-').isdigit() else value
+
+  options = {}
+  for item in text.split(';'):
+    key, sep, value = item.partition('=')
+    if not sep:
+      raise app.UsageError(f'--compare_options: {item!r} is not key=value')
+    options[key.strip()] = convert(value)
+  return options
 
 
 @dataclasses.dataclass
@@ -262,8 +298,8 @@ def experiment_step(experiment, state, batch: dict):
 
   from jaxpapers.train import devices
   train_step = jax.jit(experiment.train_step, donate_argnums=0,
-                       compiler_options=devices.compiler_options(
-                           experiment.config.train.cpu_ynnpack_eltwise))
+                       compiler_options=step_options(devices.compiler_options(
+                           experiment.config.train.cpu_ynnpack_eltwise)))
   batch = jax.device_put(batch)
   holder = {'state': state}
   flops = matmul_flops(experiment.train_step, state, batch)
@@ -452,7 +488,7 @@ def ddpm_sampling() -> Comparison:
     return samplers.ancestral_sample(eps_fn, schedule, x, key, variance='fixed_large',
                                      clip_denoised=True)
 
-  sample = jax.jit(chain_fn)
+  sample = jax.jit(chain_fn, compiler_options=step_options())
 
   jax_out = {}
   sample_key = jax.random.key(1)
@@ -1024,7 +1060,7 @@ def gpt2_small() -> Comparison:
   holder = {'state': (jax.device_put(params), jax.jit(tx.init)(params))}
   batch = jax.device_put((inputs, targets))
   flops = matmul_flops(train_step, *holder['state'], *batch)
-  train_step = jax.jit(train_step, donate_argnums=(0, 1))
+  train_step = jax.jit(train_step, donate_argnums=(0, 1), compiler_options=step_options())
 
   def jax_step():
     holder['state'] = train_step(*holder['state'], *batch)
@@ -1043,32 +1079,124 @@ def gpt2_small() -> Comparison:
                     jax_hlo=lambda: train_step.lower(*holder['state'], *batch).compile().as_text())
 
 
-def main(argv):
+# (where, batch, input size, in channels, out channels, kernel, stride, padding on each side)
+CONV_LAYERS = [('resnet20 stage 1', 128, 32, 16, 16, 3, 1, 1),
+               ('resnet20 stage 2', 128, 16, 32, 32, 3, 1, 1),
+               ('resnet20 stage 3', 128, 8, 64, 64, 3, 1, 1),
+               ('ddpm 8x8 block', 64, 8, 32, 32, 3, 1, 1),
+               ('ddpm 8x8 up block (skip concat)', 64, 8, 96, 32, 3, 1, 1),
+               ('ddpm 4x4 block', 64, 4, 64, 64, 3, 1, 1),
+               ('dcgan discriminator 16 -> 8', 64, 16, 64, 128, 4, 2, 1),
+               ('dcgan discriminator 8 -> 4', 64, 8, 128, 256, 4, 2, 1),
+               ('dcgan generator phase 8 -> 16', 64, 9, 128, 64, 2, 1, 0)]
+
+
+def conv_layers() -> list[dict]:
+  """GFLOP/s of single forward convolutions (`CONV_LAYERS`): JAX's `lax.conv_general_dilated`
+  (NHWC/HWIO, XLA's defaults) against PyTorch's `conv2d` in NCHW (the benchmarks' PyTorch models)
+  and channels-last (oneDNN's own layout), default threads, timed in alternation like the
+  benchmarks, about 5 GFLOP per round."""
+  results = []
+  for where, batch, size, c_in, c_out, k, stride, pad in CONV_LAYERS:
+    out_size = (size + 2 * pad - k) // stride + 1
+    flops = 2.0 * batch * out_size ** 2 * c_out * k * k * c_in
+    rates = time_conv_layer((batch, size, size, c_in), (k, k, c_in, c_out), stride, pad, flops)
+    row = {'layer': where, 'input': [batch, size, size, c_in], 'out_channels': c_out,
+           'kernel': k, 'stride': stride, 'padding': pad}
+    row.update({f'{name}_gflops': round(rate * flops / 1e9, 1) for name, rate in rates.items()})
+    row['jax_over_best_torch'] = round(
+        rates['jax'] / max(rates['torch_nchw'], rates['torch_channels_last']), 2)
+    print(json.dumps(row), flush=True)
+    results.append(row)
+  return results
+
+
+def time_conv_layer(x_shape, w_shape, stride: int, pad: int, flops: float) -> dict[str, float]:
+  """Convolutions per second of one layer on each side (outputs compared first)."""
+  import math
+
   import jax
-  names = list(BENCHMARKS) if _ALL.value else argv[1:]
-  if not names or (_ALL.value and argv[1:]):
-    raise app.UsageError(f'name benchmarks or pass --all; known: {", ".join(BENCHMARKS)}')
-  for name in names:
-    if name not in BENCHMARKS:
-      raise app.UsageError(f'unknown benchmark {name!r}; known: {", ".join(BENCHMARKS)}')
-  start = time.perf_counter()
-  roof = roofline()
-  print(json.dumps({'benchmark': 'roofline_matmul_2048', **roof}), flush=True)
+  import numpy as np
+  import torch
+  from torch.nn import functional as F
+
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal(x_shape).astype(np.float32)
+  w = rng.standard_normal(w_shape).astype(np.float32)
+  conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+  xj, wj = jax.device_put(x), jax.device_put(w)
+  xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+  wt = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous()
+  xcl = xt.contiguous(memory_format=torch.channels_last)
+  np.testing.assert_allclose(np.asarray(conv(xj, wj)),
+                             F.conv2d(xt, wt, stride=stride, padding=pad).permute(0, 2, 3, 1).numpy(),
+                             rtol=1e-3, atol=1e-3)
+  out = {}
+  with torch.inference_mode():
+    return time_rounds({
+        'jax': (lambda: out.update(y=conv(xj, wj)), lambda: out['y'].block_until_ready()),
+        'torch_nchw': (lambda: F.conv2d(xt, wt, stride=stride, padding=pad), lambda: None),
+        'torch_channels_last': (lambda: F.conv2d(xcl, wt, stride=stride, padding=pad),
+                                lambda: None)}, {}, max(5, math.ceil(5e9 / flops)))
+
+
+def compare_options(names: list[str], option_sets: list[str]) -> list[dict]:
+  """Each benchmark's JAX step built under every option set, timed in alternation: steps/s and
+  the ratio to the first set."""
   results = []
   for name in names:
     _current['name'] = name
-    result = {'benchmark': name, 'batch_size': bench_batch_size()}
-    result.update(compare(BENCHMARKS[name](), roof['jax_gflops']))
-    result.update(roofline_gflops=roof['jax_gflops'], device=jax.devices()[0].device_kind,
-                  jax_version=jax.__version__, cpu_count=os.cpu_count(),
-                  machine=platform.machine())
-    print(json.dumps(result), flush=True)
-    results.append(result)
-  print(f'# {len(names)} benchmarks in {time.perf_counter() - start:.0f} s')
+    runs = {}
+    for text in option_sets:
+      _current['options'] = parse_options(text)
+      c = BENCHMARKS[name]()
+      runs[text] = (c.jax_step, c.jax_sync)
+    del _current['options']
+    rates = time_rounds(runs, {}, bench_steps())
+    first = rates[option_sets[0]]
+    row = {'benchmark': name, 'jax_steps_per_s': rates,
+           'over_first': {text: rate / first for text, rate in rates.items()}}
+    print(json.dumps(row), flush=True)
+    results.append(row)
+  return results
+
+
+def main(argv):
+  import jax
+  start = time.perf_counter()
+  if _CONV_LAYERS.value:
+    if argv[1:] or _ALL.value:
+      raise app.UsageError('--conv_layers times its own list of layers; name no benchmarks')
+    output = {'conv_layers': conv_layers()}
+  else:
+    names = list(BENCHMARKS) if _ALL.value else argv[1:]
+    if not names or (_ALL.value and argv[1:]):
+      raise app.UsageError(f'name benchmarks or pass --all; known: {", ".join(BENCHMARKS)}')
+    for name in names:
+      if name not in BENCHMARKS:
+        raise app.UsageError(f'unknown benchmark {name!r}; known: {", ".join(BENCHMARKS)}')
+    if _COMPARE_OPTIONS.value:
+      output = {'compare_options': compare_options(names, _COMPARE_OPTIONS.value)}
+    else:
+      roof = roofline()
+      print(json.dumps({'benchmark': 'roofline_matmul_2048', **roof}), flush=True)
+      results = []
+      for name in names:
+        _current['name'] = name
+        result = {'benchmark': name, 'batch_size': bench_batch_size()}
+        result.update(compare(BENCHMARKS[name](), roof['jax_gflops']))
+        result.update(roofline_gflops=roof['jax_gflops'], device=jax.devices()[0].device_kind,
+                      jax_version=jax.__version__, cpu_count=os.cpu_count(),
+                      machine=platform.machine())
+        print(json.dumps(result), flush=True)
+        results.append(result)
+      output = {'roofline': roof, 'benchmarks': results}
+  print(f'# done in {time.perf_counter() - start:.0f} s')
   if _JSON.value:
     with open(_JSON.value, 'w') as f:
-      json.dump({'roofline': roof, 'benchmarks': results,
-                 'wall_s': time.perf_counter() - start}, f, indent=1)
+      json.dump({**output, 'wall_s': time.perf_counter() - start, 'jax_version': jax.__version__},
+                f, indent=1)
 
 
 if __name__ == '__main__':

@@ -38,3 +38,29 @@ def test_top_ops_names_the_traced_convolution_and_its_kind(tmp_path):
   # Classified from the compiled HLO: the convolution, with its output's shape.
   assert ops[0]['kind'] == 'convolution' and ops[0]['shape'] == 'f32[8,32,32,16]', ops
   assert profile['op_kinds']['convolution'] >= 0.99, profile['op_kinds']
+
+
+def _load_benchmark():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location('benchmark', os.path.join(ROOT, 'scripts/benchmark.py'))
+  module = sys.modules['benchmark'] = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_compare_options_parses_option_sets_and_overrides_the_presets():
+  from absl import app
+  import pytest
+  benchmark = _load_benchmark()
+  assert benchmark.parse_options('defaults') is None
+  assert benchmark.parse_options(
+      'xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE;'
+      'xla_cpu_enable_fast_math=False;xla_cpu_prefer_vector_width=512') == {
+          'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE',
+          'xla_cpu_enable_fast_math': False, 'xla_cpu_prefer_vector_width': 512}
+  with pytest.raises(app.UsageError, match='not key=value'):
+    benchmark.parse_options('xla_cpu_enable_fast_math')
+  preset = {'xla_cpu_enable_fast_math': False}
+  assert benchmark.step_options(preset) is preset  # no comparison running: the preset's own
+  benchmark._current['options'] = None  # comparing XLA's defaults: the preset's are dropped
+  assert benchmark.step_options(preset) is None
