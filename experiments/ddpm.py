@@ -154,7 +154,9 @@ class DDPM(Experiment):
       return samplers.ancestral_sample(self.eps_fn(params), schedule, x_T, step_key,
                                        variance=self.variance, clip_denoised=clip)
 
-    return jax.jit(sample)
+    # The run's CPU kernels (the loop compiles its steps with them too): 'onednn' in the presets.
+    return jax.jit(sample, compiler_options=devices.compiler_options(
+        self.config.train.get('cpu_kernels', 'xla')))
 
   def evaluation_fns(self):
     def sample(state, key, num_images):

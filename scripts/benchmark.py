@@ -299,7 +299,7 @@ def experiment_step(experiment, state, batch: dict):
   from jaxpapers.train import devices
   train_step = jax.jit(experiment.train_step, donate_argnums=0,
                        compiler_options=step_options(devices.compiler_options(
-                           experiment.config.train.cpu_ynnpack_eltwise)))
+                           experiment.config.train.cpu_kernels)))
   batch = jax.device_put(batch)
   holder = {'state': state}
   flops = matmul_flops(experiment.train_step, state, batch)
@@ -446,13 +446,14 @@ def fast_weights_cell() -> Comparison:
 def ddpm_sampling() -> Comparison:
   """DDPM ancestral sampling (Algorithm 2, sigma^2 = beta) with the digits U-Net of configs/ddpm.py.
 
-  JAX: `samplers.ancestral_sample`, one jitted `lax.scan` over the chain. PyTorch: the same U-Net
-  (same layers, names and parameter count; TF-style 'SAME' padding for the stride-2 convolution)
-  and the same update as a Python loop under `inference_mode`. Both start from the same random
-  weights (the zero-initialised layers perturbed, so every layer matters) and their outputs are
-  compared before timing. `--steps` network evaluations of `--batch_size` images are timed and
-  scaled to images per second of the 1000-step chain. PyTorch runs with denormals flushed to zero,
-  as XLA does on CPU.
+  JAX: `samplers.ancestral_sample`, one jitted `lax.scan` over the chain, with the preset's CPU
+  kernels (`config.train.cpu_kernels`: oneDNN's convolutions, as experiments/ddpm.py samples).
+  PyTorch: the same U-Net (same layers, names and parameter count; TF-style 'SAME' padding for the
+  stride-2 convolution) and the same update as a Python loop under `inference_mode`. Both start
+  from the same random weights (the zero-initialised layers perturbed, so every layer matters) and
+  their outputs are compared before timing. `--steps` network evaluations of `--batch_size` images
+  are timed and scaled to images per second of the 1000-step chain. PyTorch runs with denormals
+  flushed to zero, as XLA does on CPU.
   """
   import jax
   import jax.numpy as jnp
@@ -466,6 +467,7 @@ def ddpm_sampling() -> Comparison:
   from experiments.configs import ddpm as configs
   from jaxpapers import zoo
   from jaxpapers.diffusion import samplers
+  from jaxpapers.train import devices
 
   config = configs.get_config('digits')
   num_timesteps = config.diffusion.num_timesteps
@@ -488,7 +490,8 @@ def ddpm_sampling() -> Comparison:
     return samplers.ancestral_sample(eps_fn, schedule, x, key, variance='fixed_large',
                                      clip_denoised=True)
 
-  sample = jax.jit(chain_fn, compiler_options=step_options())
+  sample = jax.jit(chain_fn, compiler_options=step_options(
+      devices.compiler_options(config.train.cpu_kernels)))  # the preset's, as experiments/ddpm.py
 
   jax_out = {}
   sample_key = jax.random.key(1)

@@ -11,9 +11,9 @@ import ml_collections
 
 from jaxpapers.errors import ConfigError
 
-# XLA:CPU runs element-wise ops in YNNPACK (`jaxpapers.train.devices.compiler_options`): faster
-# for batch-normed residual networks' training steps, slower for the rest; no effect off CPU.
-TRAIN_DEFAULTS = {'cpu_ynnpack_eltwise': False}
+# The XLA:CPU kernels of the run's compiled steps (`jaxpapers.train.devices.CPU_KERNELS`): XLA's
+# defaults unless a preset measured better; no effect off CPU.
+TRAIN_DEFAULTS = {'cpu_kernels': 'xla'}
 
 
 def select(preset: str | None, table: dict[str, Callable[[], ml_collections.ConfigDict]],

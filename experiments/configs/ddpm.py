@@ -55,9 +55,11 @@ def base() -> ml_collections.ConfigDict:
   # A sample grid after each evaluation, from the same noise each time (so grids show progress).
   c.evals = ml_collections.ConfigDict(dict(
       samples=dict(type='sample_grid', fn='sample', num_images=100, seed=0, scale=4)))
+  # cpu_kernels: on CPU, oneDNN's convolutions for the train steps and the sampler (digits U-Net:
+  # train step 1.11x, sampling 1.20x XLA's defaults; WORKSPACE.md, issue 16).
   c.train = ml_collections.ConfigDict(dict(
       steps=4000, batch_size=128, log_every=100, eval_every=2000, checkpoint_every=500,
-      max_to_keep=2))
+      max_to_keep=2, cpu_kernels='onednn'))
   return c
 
 

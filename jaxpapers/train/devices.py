@@ -29,26 +29,35 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
                              process_id=process_id)
 
 
-# XLA:CPU fuses element-wise producers (batch norm, ReLU, residual sums) into the transposed
-# copies its convolution kernels ask for (the weight gradient of a convolution reads its input with
-# the batch axis innermost), and through a residual stage's chain of sums it recomputes every
-# block's batch norm with strided reads: in ResNet-20's train step such fused transposes take 43%
-# of the op time. Handing element-wise ops to YNNPACK keeps them out of those fusions (ResNet-20
-# 1.16x faster, jaxlib 0.12), but costs elsewhere: YNNPACK needs its broadcasts materialised and
-# splits the optimiser's long element-wise chains, so transformer, recurrent and GAN steps run
-# 1.07-1.25x slower (WORKSPACE.md, issue 16). Hence an option of the run (`config.train.
-# cpu_ynnpack_eltwise`), on for the batch-normed residual networks' presets only.
-_CPU_YNN_FUSION_TYPES = ('INDIVIDUAL_CONVOLUTION', 'INDIVIDUAL_DOT', 'REDUCE', 'ELTWISE')
+# Named XLA:CPU kernel choices for a run's compiled steps (`config.train.cpu_kernels`; measured in
+# WORKSPACE.md, issue 16). None is XLA's defaults: YNNPACK convolutions, dots and reductions, XLA's
+# own loops for element-wise work.
+# - 'ynnpack_eltwise' hands element-wise ops to YNNPACK too. XLA:CPU fuses element-wise producers
+#   (batch norm, ReLU, residual sums) into the transposed copies a convolution's weight gradient
+#   reads, recomputing a residual stage's batch norms with strided reads (43% of ResNet-20's step
+#   time); YNNPACK fusions stay out of those copies (ResNet-20 1.16-1.23x faster). Elsewhere
+#   YNNPACK's materialised broadcasts and split element-wise chains cost 1.07-1.25x.
+# - 'onednn' computes convolutions with oneDNN's kernels (XLA's oneDNN custom calls, YNNPACK off):
+#   1.1-1.7x XLA's defaults on single forward convolutions, DDPM sampling 1.20x, a DCGAN round
+#   1.06x; ResNet-20's training step 0.91x of its YNNPACK choice, CLIP's 0.39x (its matmuls).
+CPU_KERNELS: dict[str, dict | None] = {
+    'xla': None,
+    'ynnpack_eltwise': {'xla_cpu_experimental_ynn_fusion_type': ','.join(
+        f'LIBRARY_FUSION_TYPE_{t}' for t in ('INDIVIDUAL_CONVOLUTION', 'INDIVIDUAL_DOT', 'REDUCE',
+                                            'ELTWISE'))},
+    'onednn': {'xla_cpu_use_onednn': True, 'xla_cpu_experimental_onednn_custom_call': True,
+               'xla_cpu_experimental_ynn_fusion_type': ''},
+}
 
 
-def compiler_options(ynnpack_eltwise: bool) -> dict[str, str] | None:
-  """`jax.jit(..., compiler_options=...)`: with `ynnpack_eltwise` on CPU, XLA's default YNNPACK
-  fusions plus element-wise ones (see above); otherwise None (XLA's defaults; GPUs and TPUs have
-  their own fusion)."""
-  if not ynnpack_eltwise or jax.default_backend() != 'cpu':
+def compiler_options(cpu_kernels: str) -> dict | None:
+  """`jax.jit(..., compiler_options=...)` for the named CPU kernel choice (`CPU_KERNELS`); None
+  (XLA's defaults) off CPU, where GPUs and TPUs have their own fusion."""
+  if cpu_kernels not in CPU_KERNELS:
+    raise ConfigError(f'cpu_kernels={cpu_kernels!r}; valid: {", ".join(CPU_KERNELS)}')
+  if jax.default_backend() != 'cpu':
     return None
-  return {'xla_cpu_experimental_ynn_fusion_type':
-          ','.join(f'LIBRARY_FUSION_TYPE_{t}' for t in _CPU_YNN_FUSION_TYPES)}
+  return CPU_KERNELS[cpu_kernels]
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

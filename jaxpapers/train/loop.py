@@ -46,7 +46,7 @@ class Experiment(abc.ABC):
   """What a paper's experiment supplies to the loop. Every method but the data ones is pure.
 
   The loop reads `config.seed`, `config.train` (steps, batch_size, log_every, eval_every,
-  checkpoint_every, max_to_keep, and cpu_ynnpack_eltwise: see `devices.compiler_options`),
+  checkpoint_every, max_to_keep, and cpu_kernels: see `devices.CPU_KERNELS`),
   `config.evals` (the evaluators run after each evaluation, `jaxpapers.evaluators`) and, where
   present, `config.init_from` and `config.init_from_exclude` (see `init_from`); the rest of the
   config belongs to the experiment. Its data is `self.data`, a `pipeline.Splits`
@@ -132,7 +132,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
       state = init_from.load_into(state, config.init_from, config.get('init_from_exclude', ''))
   start_step = int(_fetch(state.step))
 
-  options = devices.compiler_options(tc.get('cpu_ynnpack_eltwise', False))
+  options = devices.compiler_options(tc.get('cpu_kernels', 'xla'))
   step_fn = _compile_train_step(experiment, abstract_state, mesh, options)
   eval_fn = _compile_eval_step(experiment, options)
   evaluators = evaluators_lib.build(config.get('evals'), experiment.evaluation_fns(), mesh)

@@ -43,7 +43,7 @@ def error_line(result):
 
 @pytest.mark.parametrize('override, expected', [
     ('--config.train.stepz=3', "unknown config key 'train.stepz': config.train has no key 'stepz'; "
-                               'valid keys: batch_size, checkpoint_every, cpu_ynnpack_eltwise, '
+                               'valid keys: batch_size, checkpoint_every, cpu_kernels, '
                                'eval_every, log_every, max_to_keep, steps'),
     ('--config.optimizer.lr=3', "unknown config key 'optimizer.lr': config has no key 'optimizer'"),
     ('--config.train.steps=abc', 'invalid literal for int()'),

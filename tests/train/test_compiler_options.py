@@ -1,5 +1,5 @@
-"""The CPU compiler options of `devices.compiler_options` change speed, not results, and reach the
-runs whose presets ask for them."""
+"""The CPU kernel choices of `devices.CPU_KERNELS` change speed, not results, reach the compiler,
+and are the ones the presets ask for."""
 
 import re
 
@@ -7,35 +7,44 @@ import chex
 import jax
 import jax.numpy as jnp
 import optax
+import pytest
 
-from experiments.configs import classify, detect
+from experiments.configs import classify, ddpm, detect, gan
 from jaxpapers.convnets import resnet
+from jaxpapers.errors import ConfigError
 from jaxpapers.train import devices
 
 
-def ynn_fusions(compiled) -> int:
-  return len(re.findall(r'%ynn_fusion[.0-9]* = ', compiled.as_text()))
-
-
-def test_cpu_options_hand_elementwise_fusions_to_ynnpack_only_when_asked():
+def test_kernel_choices_by_name():
   assert jax.default_backend() == 'cpu'  # the suite runs on CPU (conftest)
-  assert devices.compiler_options(False) is None  # XLA's own defaults
-  options = devices.compiler_options(True)
-  assert options['xla_cpu_experimental_ynn_fusion_type'].split(',') == [
-      'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION', 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT',
-      'LIBRARY_FUSION_TYPE_REDUCE', 'LIBRARY_FUSION_TYPE_ELTWISE']
+  assert devices.compiler_options('xla') is None  # XLA's own defaults
+  assert devices.compiler_options('ynnpack_eltwise')['xla_cpu_experimental_ynn_fusion_type'].split(
+      ',') == ['LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION', 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT',
+               'LIBRARY_FUSION_TYPE_REDUCE', 'LIBRARY_FUSION_TYPE_ELTWISE']
+  assert devices.compiler_options('onednn')['xla_cpu_experimental_onednn_custom_call'] is True
+  with pytest.raises(ConfigError, match="cpu_kernels='mkl'; valid: xla, ynnpack_eltwise, onednn"):
+    devices.compiler_options('mkl')
 
 
-def test_presets_default_to_xla_fusion_and_the_cifar_resnets_ask_for_ynnpack():
-  # Every preset has the key (so it can be set from the command line), off unless the preset is a
-  # batch-normed residual network's training recipe.
-  assert classify.get_config('digits_cnn').train.cpu_ynnpack_eltwise is False
-  assert detect.get_config('vild_scenes').train.cpu_ynnpack_eltwise is False
-  assert classify.get_config('cifar10_resnet20').train.cpu_ynnpack_eltwise is True
+def test_presets_use_xla_defaults_unless_they_measured_better():
+  # Every preset has the key (so it can be set from the command line).
+  assert classify.get_config('digits_cnn').train.cpu_kernels == 'xla'
+  assert detect.get_config('vild_scenes').train.cpu_kernels == 'xla'
+  assert classify.get_config('cifar10_resnet20').train.cpu_kernels == 'ynnpack_eltwise'
+  assert ddpm.get_config('digits').train.cpu_kernels == 'onednn'
+  assert gan.get_config('dcgan_shapes').train.cpu_kernels == 'onednn'
+  assert gan.get_config('wgan_gp_digits').train.cpu_kernels == 'xla'
 
 
-def test_resnet_block_train_step_is_the_same_with_and_without_the_options():
-  # A residual block: the convolutions, batch norm and ReLU whose fusions the options change.
+def kernels_used(compiled) -> dict[str, int]:
+  text = compiled.as_text()
+  return {'ynn_fusion': len(re.findall(r'%ynn_fusion[.0-9]* = ', text)),
+          'onednn': len(re.findall(r'custom_call_target="__onednn\$convolution"', text))}
+
+
+@pytest.mark.parametrize('kernels', ['ynnpack_eltwise', 'onednn'])
+def test_resnet_block_train_step_is_the_same_under_each_kernel_choice(kernels):
+  # A residual block: the convolutions, batch norm and ReLU whose kernels the choices change.
   model = resnet.BasicBlock(16)
   images = jax.random.normal(jax.random.key(0), (8, 16, 16, 16))
   variables = model.init(jax.random.key(1), images, train=False)
@@ -52,8 +61,12 @@ def test_resnet_block_train_step_is_the_same_with_and_without_the_options():
 
   args = (variables['params'], tx.init(variables['params']))
   default = jax.jit(step).lower(*args).compile()
-  with_options = jax.jit(step, compiler_options=devices.compiler_options(True)).lower(*args).compile()
-  # The options reached the compiler: YNNPACK took the element-wise work too.
-  assert ynn_fusions(with_options) > ynn_fusions(default)
+  chosen = jax.jit(step, compiler_options=devices.compiler_options(kernels)).lower(*args).compile()
+  # The options reached the compiler: YNNPACK took the element-wise work too, or oneDNN the
+  # convolutions.
+  if kernels == 'ynnpack_eltwise':
+    assert kernels_used(chosen)['ynn_fusion'] > kernels_used(default)['ynn_fusion']
+  else:
+    assert kernels_used(chosen)['onednn'] > 0 == kernels_used(default)['onednn']
   # Same maths in other kernels: equal up to float32 rounding.
-  chex.assert_trees_all_close(with_options(*args), default(*args), rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(chosen(*args), default(*args), rtol=1e-4, atol=1e-5)
