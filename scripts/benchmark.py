@@ -1096,9 +1096,9 @@ CONV_LAYERS = [('resnet20 stage 1', 128, 32, 16, 16, 3, 1, 1),
 
 def conv_layers() -> list[dict]:
   """GFLOP/s of single forward convolutions (`CONV_LAYERS`): JAX's `lax.conv_general_dilated`
-  (NHWC/HWIO, XLA's defaults) against PyTorch's `conv2d` in NCHW (the benchmarks' PyTorch models)
-  and channels-last (oneDNN's own layout), default threads, timed in alternation like the
-  benchmarks, about 5 GFLOP per round."""
+  (NHWC/HWIO) under XLA's default kernels and under oneDNN's (`devices.CPU_KERNELS`), against
+  PyTorch's `conv2d` in NCHW (the benchmarks' PyTorch models) and channels-last (oneDNN's own
+  layout), default threads, timed in alternation like the benchmarks, about 5 GFLOP per round."""
   results = []
   for where, batch, size, c_in, c_out, k, stride, pad in CONV_LAYERS:
     out_size = (size + 2 * pad - k) // stride + 1
@@ -1107,8 +1107,9 @@ def conv_layers() -> list[dict]:
     row = {'layer': where, 'input': [batch, size, size, c_in], 'out_channels': c_out,
            'kernel': k, 'stride': stride, 'padding': pad}
     row.update({f'{name}_gflops': round(rate * flops / 1e9, 1) for name, rate in rates.items()})
-    row['jax_over_best_torch'] = round(
-        rates['jax'] / max(rates['torch_nchw'], rates['torch_channels_last']), 2)
+    best_torch = max(rates['torch_nchw'], rates['torch_channels_last'])
+    row.update({f'{name}_over_best_torch': round(rates[name] / best_torch, 2)
+                for name in ('jax_xla', 'jax_onednn')})
     print(json.dumps(row), flush=True)
     results.append(row)
   return results
@@ -1123,22 +1124,28 @@ def time_conv_layer(x_shape, w_shape, stride: int, pad: int, flops: float) -> di
   import torch
   from torch.nn import functional as F
 
+  from jaxpapers.train import devices
+
   rng = np.random.default_rng(0)
   x = rng.standard_normal(x_shape).astype(np.float32)
   w = rng.standard_normal(w_shape).astype(np.float32)
-  conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
-      x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
   xj, wj = jax.device_put(x), jax.device_put(w)
   xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
   wt = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous()
   xcl = xt.contiguous(memory_format=torch.channels_last)
-  np.testing.assert_allclose(np.asarray(conv(xj, wj)),
-                             F.conv2d(xt, wt, stride=stride, padding=pad).permute(0, 2, 3, 1).numpy(),
-                             rtol=1e-3, atol=1e-3)
-  out = {}
+  reference = F.conv2d(xt, wt, stride=stride, padding=pad).permute(0, 2, 3, 1).numpy()
+  runs = {}
+  for kernels in ('xla', 'onednn'):
+    conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
+        compiler_options=devices.compiler_options(kernels))
+    np.testing.assert_allclose(np.asarray(conv(xj, wj)), reference, rtol=1e-3, atol=1e-3)
+    out = {}
+    runs[f'jax_{kernels}'] = (lambda conv=conv, out=out: out.update(y=conv(xj, wj)),
+                              lambda out=out: out['y'].block_until_ready())
   with torch.inference_mode():
     return time_rounds({
-        'jax': (lambda: out.update(y=conv(xj, wj)), lambda: out['y'].block_until_ready()),
+        **runs,
         'torch_nchw': (lambda: F.conv2d(xt, wt, stride=stride, padding=pad), lambda: None),
         'torch_channels_last': (lambda: F.conv2d(xcl, wt, stride=stride, padding=pad),
                                 lambda: None)}, {}, max(5, math.ceil(5e9 / flops)))
