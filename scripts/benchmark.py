@@ -35,7 +35,7 @@ _STEPS = flags.DEFINE_integer('steps', None, "Timed steps per round; default: th
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed rounds; the best is reported.')
 _SEQ_LEN = flags.DEFINE_integer('seq_len', 128, 'Tokens per sequence (language models).')
 _ALL = flags.DEFINE_bool('all', False, 'Run every benchmark, each at its default settings.')
-_JSON = flags.DEFINE_string('json', None, 'Also write the results (a JSON list) to this file.')
+_JSON = flags.DEFINE_string('json', None, 'Also write the results (JSON) to this file.')
 _PROFILE = flags.DEFINE_string('profile', None, 'Also trace a few JAX steps into this directory '
                                '(TensorBoard/Perfetto) and report the ops that take the most time.')
 
@@ -45,7 +45,7 @@ _COMPARE_OPTIONS = flags.DEFINE_multi_string(
     "'key=value;key=value' (values as XLA takes them; true/false and integers converted).")
 _CONV_LAYERS = flags.DEFINE_bool(
     'conv_layers', False, "Time single forward convolutions of the benchmarks' shapes in JAX "
-    '(under XLA\'s defaults) and PyTorch (oneDNN, NCHW and channels-last), 1 and 2 threads.')
+    "(XLA's default kernels and oneDNN's) and PyTorch (oneDNN, NCHW and channels-last).")
 
 BENCHMARKS: dict[str, Callable[[], 'Comparison']] = {}
 # Per benchmark: batch size and timed steps per round. Chosen so that `--all` (3 rounds) stays

@@ -105,7 +105,7 @@ def dcgan_shapes() -> ml_collections.ConfigDict:
   c.evals.samples.update(num_images=64, scale=2)
   c.evals.quality = _quality('sample', **shapes)
   c.evals.quality_ema = _quality('sample_ema', **shapes)
-  # On CPU, oneDNN's convolutions: a DCGAN round at the reference widths 1.06-1.08x XLA's defaults.
+  # On CPU, oneDNN's convolutions: a DCGAN round at the reference widths 1.06x XLA's defaults.
   c.train.update(steps=800, log_every=50, eval_every=200, checkpoint_every=200,
                  cpu_kernels='onednn')
   return c

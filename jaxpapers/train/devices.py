@@ -39,7 +39,7 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
 #   YNNPACK's materialised broadcasts and split element-wise chains cost 1.07-1.25x.
 # - 'onednn' computes convolutions with oneDNN's kernels (XLA's oneDNN custom calls, YNNPACK off):
 #   1.1-1.7x XLA's defaults on single forward convolutions, DDPM sampling 1.20x, a DCGAN round
-#   1.06x; ResNet-20's training step 0.91x of its YNNPACK choice, CLIP's 0.39x (its matmuls).
+#   1.06x; ResNet-20's training step 0.74x of its YNNPACK choice, CLIP's 0.39x (its matmuls).
 CPU_KERNELS: dict[str, dict | None] = {
     'xla': None,
     'ynnpack_eltwise': {'xla_cpu_experimental_ynn_fusion_type': ','.join(
