@@ -227,13 +227,22 @@ def op_kinds(hlo: str) -> dict[str, tuple[str, str]]:
   """The kind and output shape of each instruction of a compiled HLO module, fusions by what they
   compute: 'convolution' (a kernel-shaped output is a weight gradient: XLA has brought every
   convolution to the same layouts by then), 'dot', 'reduce', 'transpose/copy' (layout changes,
-  with whatever was fused into them), 'broadcast' (a materialised broadcast) or 'elementwise'."""
+  with whatever was fused into them), 'broadcast' (a materialised broadcast) or 'elementwise'.
+  A library custom call (oneDNN's `__onednn$convolution`) is listed under the name its thunk is
+  traced as, `<instruction><target>`, and is a 'convolution' or 'dot' by its target."""
   import re
   bodies = {m.group(1): m.group(2) for m in
             re.finditer(r'^%?(\S+) \(.*?\) -> .*? \{\n(.*?)\n\}', hlo, re.M | re.S)}
   kinds = {}
-  for m in re.finditer(r'^\s+(?:ROOT )?%(\S+) = (\S+) ([a-z-]+)\((.*)$', hlo, re.M):
+  for m in re.finditer(r'^\s+(?:ROOT )?%(\S+) = (\(.*?\)|\S+) ([a-z-]+)\((.*)$', hlo, re.M):
     name, shape, opcode, rest = m.groups()
+    shape = shape.lstrip('(')  # a tuple's first element: a custom call's result before its scratch
+    target = re.search(r'custom_call_target="([^"]+)"', rest) if opcode == 'custom-call' else None
+    if target:
+      kind = ('convolution' if 'convolution' in target.group(1) else
+              'dot' if 'matmul' in target.group(1) else 'custom call')
+      kinds[name + target.group(1)] = (kind, shape.split('{')[0])
+      continue
     called = re.search(r'calls=%([^,\s]+)', rest)
     body = bodies.get(called.group(1), '') if called else f'= x {opcode}({rest}'
     ops = set(re.findall(r'= \S+ ([a-z-]+)\(', body)) - {'parameter', 'bitcast', 'constant'}

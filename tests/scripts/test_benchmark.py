@@ -13,8 +13,10 @@ import jax, jax.numpy as jnp
 spec = importlib.util.spec_from_file_location('benchmark', 'scripts/benchmark.py')
 benchmark = sys.modules['benchmark'] = importlib.util.module_from_spec(spec)  # for dataclasses
 spec.loader.exec_module(benchmark)
+from jaxpapers.train import devices
 conv = jax.jit(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
-                                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+                                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
+               compiler_options=devices.compiler_options(sys.argv[2]))  # CPU kernels by name
 x, k = jnp.ones((8, 32, 32, 16)), jnp.ones((3, 3, 16, 16))
 out = {}
 comparison = benchmark.Comparison(jax_step=lambda: out.update(y=conv(x, k)),
@@ -26,11 +28,15 @@ print(json.dumps(benchmark.top_ops(comparison, 3, sys.argv[1])))
 '''
 
 
-def test_top_ops_names_the_traced_convolution_and_its_kind(tmp_path):
-  result = subprocess.run([sys.executable, '-c', CODE, str(tmp_path)], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, 'XLA_FLAGS': ''})
+def traced_profile(tmp_path, cpu_kernels: str) -> dict:
+  result = subprocess.run([sys.executable, '-c', CODE, str(tmp_path), cpu_kernels], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, 'XLA_FLAGS': ''})
   assert result.returncode == 0, result.stderr[-2000:]
-  profile = json.loads(result.stdout.strip().splitlines()[-1])
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_top_ops_names_the_traced_convolution_and_its_kind(tmp_path):
+  profile = traced_profile(tmp_path, 'xla')
   ops = profile['top_ops']
   assert ops and all(op['ms'] > 0 for op in ops), ops
   assert 0.99 <= sum(op['share'] for op in ops) <= 1.0 + 1e-6  # the one op and little else
@@ -64,3 +70,9 @@ def test_compare_options_parses_option_sets_and_overrides_the_presets():
   assert benchmark.step_options(preset) is preset  # no comparison running: the preset's own
   benchmark._current['options'] = None  # comparing XLA's defaults: the preset's are dropped
   assert benchmark.step_options(preset) is None
+
+
+def test_top_ops_names_a_onednn_convolution_by_its_traced_name(tmp_path):
+  ops = traced_profile(tmp_path, 'onednn')['top_ops']
+  assert ops[0]['op'].endswith('__onednn$convolution'), ops  # the thunk's name, not the HLO's
+  assert ops[0]['kind'] == 'convolution' and ops[0]['shape'] == 'f32[8,32,32,16]', ops
