@@ -63,6 +63,7 @@ from jaxpapers import zoo
 from jaxpapers.convnets.resnet import ResNetFeatures
 from jaxpapers.detection.detr import BoxMLP, sine_position_encoding
 from jaxpapers.nn.attention import MultiHeadAttention
+from jaxpapers.nn.group_norm import GroupNorm
 from jaxpapers.transformers.transformer import FeedForward
 
 Shapes = Sequence[tuple[int, int]]
@@ -234,11 +235,11 @@ class DeformableDETR(nn.Module):
     levels = []
     for i, feature in enumerate(stages[-c.backbone_levels:]):
       x = nn.Conv(c.d_model, (1, 1), name=f'input_proj_{i}_conv')(feature)
-      levels.append(nn.GroupNorm(c.group_norm_groups, name=f'input_proj_{i}_norm')(x))
+      levels.append(GroupNorm(c.group_norm_groups, name=f'input_proj_{i}_norm')(x))
     x = stages[-1]
     for i in range(c.backbone_levels, c.num_feature_levels):
       x = nn.Conv(c.d_model, (3, 3), strides=2, padding=1, name=f'input_proj_{i}_conv')(x)
-      x = nn.GroupNorm(c.group_norm_groups, name=f'input_proj_{i}_norm')(x)
+      x = GroupNorm(c.group_norm_groups, name=f'input_proj_{i}_norm')(x)
       levels.append(x)
     shapes = tuple(level.shape[1:3] for level in levels)
     b = images.shape[0]

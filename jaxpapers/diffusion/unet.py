@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpapers import zoo
+from jaxpapers.nn.group_norm import GroupNorm
 
 # The TF code's `default_init`: variance scaling 1.0, fan-average, uniform.
 _default_init = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform')
@@ -79,11 +80,11 @@ class ResnetBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, temb: jax.Array, train: bool) -> jax.Array:
-    h = nn.swish(nn.GroupNorm(self.num_groups, epsilon=1e-6, name='norm1')(x))
+    h = nn.swish(GroupNorm(self.num_groups, name='norm1')(x))
     h = _conv(self.out_ch, 'conv1')(h)
     emb_ch = 2 * self.out_ch if self.scale_shift_norm else self.out_ch
     emb = _dense(emb_ch, 'temb_proj')(nn.swish(temb))[:, None, None, :]
-    norm2 = nn.GroupNorm(self.num_groups, epsilon=1e-6, name='norm2')
+    norm2 = GroupNorm(self.num_groups, name='norm2')
     if self.scale_shift_norm:
       scale, shift = jnp.split(emb, 2, axis=-1)
       h = norm2(h) * (1.0 + scale) + shift
@@ -106,7 +107,7 @@ class AttnBlock(nn.Module):
     b, height, width, c = x.shape
     if c % self.num_heads:
       raise ValueError(f'{c} channels do not split into {self.num_heads} heads')
-    h = nn.GroupNorm(self.num_groups, epsilon=1e-6, name='norm')(x).reshape(b, height * width, c)
+    h = GroupNorm(self.num_groups, name='norm')(x).reshape(b, height * width, c)
     heads = lambda y: y.reshape(b, height * width, self.num_heads, c // self.num_heads)
     q, k, v = (heads(_dense(c, name)(h)) for name in ('q', 'k', 'v'))
     w = jnp.einsum('bqhc,bkhc->bhqk', q, k) * (c // self.num_heads) ** -0.5
@@ -167,7 +168,7 @@ class UNet(nn.Module):
         h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
         h = _conv(h.shape[-1], f'up_{level}_upsample')(h)
 
-    h = nn.swish(nn.GroupNorm(self.num_groups, epsilon=1e-6, name='norm_out')(h))
+    h = nn.swish(GroupNorm(self.num_groups, name='norm_out')(h))
     return _conv(out_ch, 'conv_out', zero=True)(h)
 
 
