@@ -1,8 +1,8 @@
 """Group normalization, channels last: "Group Normalization" (Wu & He, 2018, arXiv:1803.08494).
 
-Eq. 1-3 with the set S_i of eq. 7: each example's channels are split into G groups, and every value
-is normalised by the mean and variance of its group over all positions, then scaled and shifted
-per channel (gamma, beta).
+Section 3.1: each example's channels are split into G groups, every value is normalised by the
+mean and standard deviation (epsilon added to the variance) of its group over all positions, then
+scaled and shifted per channel (gamma, beta).
 
 The maths and the parameters are `flax.linen.GroupNorm`'s: the variance as E[x^2] - E[x]^2
 (floored at 0), epsilon inside the square root, and `scale` and `bias` of one value per channel,
