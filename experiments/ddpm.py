@@ -155,8 +155,7 @@ class DDPM(Experiment):
                                        variance=self.variance, clip_denoised=clip)
 
     # The run's CPU kernels (the loop compiles its steps with them too): 'onednn' in the presets.
-    return jax.jit(sample, compiler_options=devices.compiler_options(
-        self.config.train.get('cpu_kernels', 'xla')))
+    return jax.jit(sample, compiler_options=devices.run_compiler_options(self.config.train))
 
   def evaluation_fns(self):
     def sample(state, key, num_images):

@@ -307,8 +307,8 @@ def experiment_step(experiment, state, batch: dict):
 
   from jaxpapers.train import devices
   train_step = jax.jit(experiment.train_step, donate_argnums=0,
-                       compiler_options=step_options(devices.compiler_options(
-                           experiment.config.train.cpu_kernels)))
+                       compiler_options=step_options(
+                           devices.run_compiler_options(experiment.config.train)))
   batch = jax.device_put(batch)
   holder = {'state': state}
   flops = matmul_flops(experiment.train_step, state, batch)
@@ -500,7 +500,7 @@ def ddpm_sampling() -> Comparison:
                                      clip_denoised=True)
 
   sample = jax.jit(chain_fn, compiler_options=step_options(
-      devices.compiler_options(config.train.cpu_kernels)))  # the preset's, as experiments/ddpm.py
+      devices.run_compiler_options(config.train)))  # the preset's, as experiments/ddpm.py
 
   jax_out = {}
   sample_key = jax.random.key(1)

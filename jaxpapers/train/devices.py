@@ -60,6 +60,12 @@ def compiler_options(cpu_kernels: str) -> dict | None:
   return CPU_KERNELS[cpu_kernels]
 
 
+def run_compiler_options(train_config: Any) -> dict | None:
+  """`compiler_options` of a run's `config.train.cpu_kernels`, XLA's defaults where a config built
+  by hand leaves the key out (the presets all have it: `experiments.configs.select`)."""
+  return compiler_options(train_config.get('cpu_kernels', 'xla'))
+
+
 def make_mesh(num_devices: int | None = None) -> Mesh:
   """The data-parallel mesh over all devices, or over the first `num_devices`."""
   # Mesh(...) rather than jax.make_mesh: the latter defaults to Explicit axes, under which eager

@@ -132,7 +132,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str) -> dict[str, Any]:
       state = init_from.load_into(state, config.init_from, config.get('init_from_exclude', ''))
   start_step = int(_fetch(state.step))
 
-  options = devices.compiler_options(tc.get('cpu_kernels', 'xla'))
+  options = devices.run_compiler_options(tc)
   step_fn = _compile_train_step(experiment, abstract_state, mesh, options)
   eval_fn = _compile_eval_step(experiment, options)
   evaluators = evaluators_lib.build(config.get('evals'), experiment.evaluation_fns(), mesh)

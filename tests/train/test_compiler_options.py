@@ -24,6 +24,9 @@ def test_kernel_choices_by_name():
   assert devices.compiler_options('onednn')['xla_cpu_experimental_onednn_custom_call'] is True
   with pytest.raises(ConfigError, match="cpu_kernels='mkl'; valid: xla, ynnpack_eltwise, onednn"):
     devices.compiler_options('mkl')
+  # A run's choice, read from its train config; a config built by hand without the key: XLA's.
+  assert devices.run_compiler_options({'cpu_kernels': 'onednn'}) is devices.CPU_KERNELS['onednn']
+  assert devices.run_compiler_options({'steps': 4}) is None
 
 
 def test_presets_use_xla_defaults_unless_they_measured_better():
