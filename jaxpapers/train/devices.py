@@ -40,13 +40,19 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
 # - 'onednn' computes convolutions with oneDNN's kernels (XLA's oneDNN custom calls, YNNPACK off):
 #   1.1-1.7x XLA's defaults on single forward convolutions, DDPM sampling 1.20x, a DCGAN round
 #   1.06x; ResNet-20's training step 0.74x of its YNNPACK choice, CLIP's 0.39x (its matmuls).
+# - 'onednn_ynnpack' is 'ynnpack_eltwise' with oneDNN's convolutions enabled too. YNNPACK keeps the
+#   ops it takes; oneDNN gets convolutions it leaves (in ResNet-20's step: the stem's and the
+#   16-channel stage's forward and input-gradient convolutions). ResNet-20 1.06-1.10x of
+#   'ynnpack_eltwise'; DDPM sampling 0.83x and a DCGAN round 0.93x of 'onednn', CLIP 0.85x of 'xla'.
+_YNNPACK_ALL = {'xla_cpu_experimental_ynn_fusion_type': ','.join(
+    f'LIBRARY_FUSION_TYPE_{t}' for t in ('INDIVIDUAL_CONVOLUTION', 'INDIVIDUAL_DOT', 'REDUCE',
+                                        'ELTWISE'))}
+_ONEDNN_CONVOLUTIONS = {'xla_cpu_use_onednn': True, 'xla_cpu_experimental_onednn_custom_call': True}
 CPU_KERNELS: dict[str, dict | None] = {
     'xla': None,
-    'ynnpack_eltwise': {'xla_cpu_experimental_ynn_fusion_type': ','.join(
-        f'LIBRARY_FUSION_TYPE_{t}' for t in ('INDIVIDUAL_CONVOLUTION', 'INDIVIDUAL_DOT', 'REDUCE',
-                                            'ELTWISE'))},
-    'onednn': {'xla_cpu_use_onednn': True, 'xla_cpu_experimental_onednn_custom_call': True,
-               'xla_cpu_experimental_ynn_fusion_type': ''},
+    'ynnpack_eltwise': _YNNPACK_ALL,
+    'onednn': {**_ONEDNN_CONVOLUTIONS, 'xla_cpu_experimental_ynn_fusion_type': ''},
+    'onednn_ynnpack': {**_ONEDNN_CONVOLUTIONS, **_YNNPACK_ALL},
 }
 
 

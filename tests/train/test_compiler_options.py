@@ -22,7 +22,10 @@ def test_kernel_choices_by_name():
       ',') == ['LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION', 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT',
                'LIBRARY_FUSION_TYPE_REDUCE', 'LIBRARY_FUSION_TYPE_ELTWISE']
   assert devices.compiler_options('onednn')['xla_cpu_experimental_onednn_custom_call'] is True
-  with pytest.raises(ConfigError, match="cpu_kernels='mkl'; valid: xla, ynnpack_eltwise, onednn"):
+  assert devices.compiler_options('onednn_ynnpack') == {
+      **devices.compiler_options('ynnpack_eltwise'), 'xla_cpu_use_onednn': True,
+      'xla_cpu_experimental_onednn_custom_call': True}
+  with pytest.raises(ConfigError, match="cpu_kernels='mkl'; valid: xla, ynnpack_eltwise, onednn, onednn_ynnpack"):
     devices.compiler_options('mkl')
   # A run's choice, read from its train config; a config built by hand without the key: XLA's.
   assert devices.run_compiler_options({'cpu_kernels': 'onednn'}) is devices.CPU_KERNELS['onednn']
@@ -33,7 +36,7 @@ def test_presets_use_xla_defaults_unless_they_measured_better():
   # Every preset has the key (so it can be set from the command line).
   assert classify.get_config('digits_cnn').train.cpu_kernels == 'xla'
   assert detect.get_config('vild_scenes').train.cpu_kernels == 'xla'
-  assert classify.get_config('cifar10_resnet20').train.cpu_kernels == 'ynnpack_eltwise'
+  assert classify.get_config('cifar10_resnet20').train.cpu_kernels == 'onednn_ynnpack'
   assert ddpm.get_config('digits').train.cpu_kernels == 'onednn'
   assert gan.get_config('dcgan_shapes').train.cpu_kernels == 'onednn'
   assert gan.get_config('wgan_gp_digits').train.cpu_kernels == 'xla'
@@ -45,7 +48,7 @@ def kernels_used(compiled) -> dict[str, int]:
           'onednn': len(re.findall(r'custom_call_target="__onednn\$convolution"', text))}
 
 
-@pytest.mark.parametrize('kernels', ['ynnpack_eltwise', 'onednn'])
+@pytest.mark.parametrize('kernels', ['ynnpack_eltwise', 'onednn', 'onednn_ynnpack'])
 def test_resnet_block_train_step_is_the_same_under_each_kernel_choice(kernels):
   # A residual block: the convolutions, batch norm and ReLU whose kernels the choices change.
   model = resnet.BasicBlock(16)
@@ -65,11 +68,11 @@ def test_resnet_block_train_step_is_the_same_under_each_kernel_choice(kernels):
   args = (variables['params'], tx.init(variables['params']))
   default = jax.jit(step).lower(*args).compile()
   chosen = jax.jit(step, compiler_options=devices.compiler_options(kernels)).lower(*args).compile()
-  # The options reached the compiler: YNNPACK took the element-wise work too, or oneDNN the
-  # convolutions.
-  if kernels == 'ynnpack_eltwise':
+  # The options reached the compiler: YNNPACK took the element-wise work too, oneDNN some
+  # convolutions, or both.
+  if 'ynnpack' in kernels:
     assert kernels_used(chosen)['ynn_fusion'] > kernels_used(default)['ynn_fusion']
-  else:
+  if kernels.startswith('onednn'):
     assert kernels_used(chosen)['onednn'] > 0 == kernels_used(default)['onednn']
   # Same maths in other kernels: equal up to float32 rounding.
   chex.assert_trees_all_close(chosen(*args), default(*args), rtol=1e-4, atol=1e-5)
