@@ -25,7 +25,8 @@ def test_kernel_choices_by_name():
   assert devices.compiler_options('onednn_ynnpack') == {
       **devices.compiler_options('ynnpack_eltwise'), 'xla_cpu_use_onednn': True,
       'xla_cpu_experimental_onednn_custom_call': True}
-  with pytest.raises(ConfigError, match="cpu_kernels='mkl'; valid: xla, ynnpack_eltwise, onednn, onednn_ynnpack"):
+  with pytest.raises(ConfigError,
+                     match="cpu_kernels='mkl'; valid: xla, ynnpack_eltwise, onednn, onednn_ynnpack"):
     devices.compiler_options('mkl')
   # A run's choice, read from its train config; a config built by hand without the key: XLA's.
   assert devices.run_compiler_options({'cpu_kernels': 'onednn'}) is devices.CPU_KERNELS['onednn']
