@@ -22,7 +22,8 @@ batch statistics would couple); its convolutions then have biases.
 
 The transposed convolutions are `jaxpapers.nn.conv_transpose.ConvTranspose`: the same parameters
 and outputs as flax's, computed as stride-1 convolutions of the output phases, because XLA:CPU's
-kernel gradient of flax's dilated form is 30x slower than the rest of the layer.
+kernel gradient of flax's dilated form is 30x slower than the rest of the layer. D's strided
+convolutions are `StridedConv`s (flax's `Conv`, with the input gradient by phases too).
 
 Departures: the paper's transposed-convolution padding is not given; here it is the reference's
 (padding 1, i.e. `lax.conv_transpose` padding k - 1 - 1 = 2), so shapes and counts match it.
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 
 from jaxpapers import zoo
 from jaxpapers.gans.gan import z_input
-from jaxpapers.nn.conv_transpose import ConvTranspose
+from jaxpapers.nn.conv_transpose import ConvTranspose, StridedConv
 
 _PAPER = ('Unsupervised Representation Learning with Deep Convolutional Generative Adversarial '
           'Networks (Radford et al. 2015, arXiv:1511.06434)')
@@ -99,13 +100,14 @@ class Discriminator(nn.Module):
     k = num_halvings(images.shape[1])
     h = images
     for i in range(k):
-      h = nn.Conv(self.features * 2 ** i, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                  use_bias=not self.use_batch_norm, kernel_init=WEIGHT_INIT)(h)
+      h = StridedConv(self.features * 2 ** i, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+                      use_bias=not self.use_batch_norm, kernel_init=WEIGHT_INIT,
+                      name=f'Conv_{i}')(h)
       if self.use_batch_norm and i > 0:  # None on the input layer.
         h = _batch_norm(train)(h)
       h = nn.leaky_relu(h, 0.2)
     h = nn.Conv(1, (4, 4), padding='VALID', use_bias=not self.use_batch_norm,
-                kernel_init=WEIGHT_INIT)(h)
+                kernel_init=WEIGHT_INIT, name=f'Conv_{k}')(h)
     return h.reshape(h.shape[0])
 
 

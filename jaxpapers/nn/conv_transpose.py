@@ -20,10 +20,16 @@ stride-1 convolutions too, and no product with an inserted zero is computed. The
 `flax.linen.ConvTranspose`'s (`transpose_kernel=False`, explicit padding) to float rounding, for any
 stride, kernel size and padding (`tests/nn/test_conv_transpose.py`), and `ConvTranspose` here has
 the same parameters (names, shapes, initialisers), so checkpoints and converted weights carry over.
+
+The input gradient of a strided convolution is such a transposed convolution, and autodiff writes
+it in the dilated form too. XLA:CPU's oneDNN path leaves dilated convolutions to XLA's own kernel,
+so `strided_conv` (and the `StridedConv` module, a drop-in for `flax.linen.Conv`) computes it by
+phases: a DCGAN round under oneDNN 1.05x faster (WORKSPACE.md, issue 16).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Callable, Sequence
 
@@ -77,6 +83,47 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   return y[(slice(None), *(slice(0, length) for length in lengths))]
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def strided_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...],
+                 padding: tuple[tuple[int, int], ...]) -> jax.Array:
+  """`lax.conv_general_dilated(x, kernel, strides, padding)`, NHWC / HWIO, whose input gradient is
+  computed by `conv_transpose`'s phases.
+
+  The input gradient of a strided convolution is a transposed convolution of the output gradient.
+  Autodiff writes it in the dilated form, which XLA:CPU's oneDNN path does not take (it runs in
+  XLA's own kernel); by phases it is stride-1 convolutions that oneDNN does. The kernel gradient
+  and the forward pass are lax's.
+  """
+  return _conv(x, kernel, strides, padding)
+
+
+def _conv(x, kernel, strides, padding):
+  return lax.conv_general_dilated(
+      x, kernel, strides, padding,
+      dimension_numbers=lax.conv_dimension_numbers(x.shape, kernel.shape, _specs(x.ndim)))
+
+
+def _strided_conv_forward(x, kernel, strides, padding):
+  return _conv(x, kernel, strides, padding), (x, kernel)
+
+
+def _strided_conv_backward(strides, padding, residuals, dy):
+  x, kernel = residuals
+  window = kernel.shape[:-2]
+  # The padding of lax's own input gradient (the dilated output gradient's), per spatial axis.
+  gradient_padding = []
+  for n, m, k, s, (lo, _) in zip(x.shape[1:-1], dy.shape[1:-1], window, strides, padding):
+    before = k - 1 - lo
+    gradient_padding.append((before, n + k - 1 - ((m - 1) * s + 1) - before))
+  flipped = jnp.swapaxes(kernel[(slice(None, None, -1),) * len(window)], -2, -1)
+  dx = conv_transpose(dy, flipped, strides, gradient_padding)
+  _, kernel_vjp = jax.vjp(lambda kernel: _conv(x, kernel, strides, padding), kernel)
+  return dx, kernel_vjp(dy)[0]
+
+
+strided_conv.defvjp(_strided_conv_forward, _strided_conv_backward)
+
+
 def _specs(ndim: int) -> tuple[str, str, str]:
   spatial = 'DHW'[3 - (ndim - 2):]
   return f'N{spatial}C', f'{spatial}IO', f'N{spatial}C'
@@ -108,3 +155,25 @@ class ConvTranspose(nn.Module):
       y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
     return y
 
+
+
+class StridedConv(nn.Module):
+  """A drop-in for `flax.linen.Conv` with explicit padding, computed by `strided_conv`: the same
+  parameters ('kernel' [*kernel_size, C_in, features], 'bias') and outputs."""
+  features: int
+  kernel_size: Sequence[int]
+  strides: Sequence[int]
+  padding: Sequence[tuple[int, int]]
+  use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', self.kernel_init,
+                        (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
+    y = strided_conv(x, kernel.astype(x.dtype), tuple(self.strides),
+                     tuple(tuple(p) for p in self.padding))
+    if self.use_bias:
+      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
+    return y
