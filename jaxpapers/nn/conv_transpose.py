@@ -70,10 +70,13 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     if 0 in sub_kernel.shape[:-2]:  # a phase no tap reaches (window smaller than the stride)
       phases.append(jnp.zeros((x.shape[0], *per_phase, kernel.shape[-1]), x.dtype))
       continue
-    shifted = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads),
-                                                  (0, 0, 0)))
-    phases.append(lax.conv_general_dilated(shifted, sub_kernel, (1,) * len(strides), 'VALID',
-                                           dimension_numbers=dimension_numbers))
+    # Negative pads crop the input; the others are the convolution's own padding, which copies
+    # nothing (a padded copy of the input per phase made a DCGAN round 1.15x slower).
+    cropped = x[(slice(None), *(slice(max(-lo, 0), n + min(hi, 0))
+                                for (lo, hi), n in zip(pads, spatial)))]
+    phases.append(lax.conv_general_dilated(
+        cropped, sub_kernel, (1,) * len(strides), [(max(lo, 0), max(hi, 0)) for lo, hi in pads],
+        dimension_numbers=dimension_numbers))
   # [s_1 * ... * s_k, B, m_1, ..., m_k, C] -> interleave: output s m + r of each axis.
   y = jnp.stack(phases).reshape(*strides, x.shape[0], *per_phase, kernel.shape[-1])
   k = len(strides)
