@@ -37,21 +37,27 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
 #   reads, recomputing a residual stage's batch norms with strided reads (43% of ResNet-20's step
 #   time); YNNPACK fusions stay out of those copies (ResNet-20 1.16-1.23x faster). Elsewhere
 #   YNNPACK's materialised broadcasts and split element-wise chains cost 1.07-1.25x.
-# - 'onednn' computes convolutions with oneDNN's kernels (XLA's oneDNN custom calls, YNNPACK off):
-#   1.1-1.7x XLA's defaults on single forward convolutions, DDPM sampling 1.20x, a DCGAN round
-#   1.06x; ResNet-20's training step 0.74x of its YNNPACK choice, CLIP's 0.39x (its matmuls).
+# - 'onednn' computes convolutions with oneDNN's kernels (XLA's oneDNN custom calls) and leaves
+#   YNNPACK only the reductions: 1.1-1.7x XLA's defaults on single forward convolutions, DDPM
+#   sampling 1.20x, a DCGAN round 1.06x; ResNet-20's training step 0.74x of its YNNPACK choice,
+#   CLIP's 0.39x (its matmuls). Without YNNPACK, XLA:CPU splits large reductions into slow
+#   reduce-windows (a batch norm's statistics 3-10x slower); with its reductions, DDPM sampling and
+#   a DCGAN round are another 1.06-1.09x faster.
 # - 'onednn_ynnpack' is 'ynnpack_eltwise' with oneDNN's convolutions enabled too. YNNPACK keeps the
 #   ops it takes; oneDNN gets convolutions it leaves (in ResNet-20's step: the stem's and the
 #   16-channel stage's forward and input-gradient convolutions). ResNet-20 1.06-1.10x of
 #   'ynnpack_eltwise'; DDPM sampling 0.83x and a DCGAN round 0.93x of 'onednn', CLIP 0.85x of 'xla'.
-_YNNPACK_ALL = {'xla_cpu_experimental_ynn_fusion_type': ','.join(
-    f'LIBRARY_FUSION_TYPE_{t}' for t in ('INDIVIDUAL_CONVOLUTION', 'INDIVIDUAL_DOT', 'REDUCE',
-                                        'ELTWISE'))}
+def _ynnpack(*fusion_types: str) -> dict:
+  return {'xla_cpu_experimental_ynn_fusion_type': ','.join(
+      f'LIBRARY_FUSION_TYPE_{t}' for t in fusion_types)}
+
+
+_YNNPACK_ALL = _ynnpack('INDIVIDUAL_CONVOLUTION', 'INDIVIDUAL_DOT', 'REDUCE', 'ELTWISE')
 _ONEDNN_CONVOLUTIONS = {'xla_cpu_use_onednn': True, 'xla_cpu_experimental_onednn_custom_call': True}
 CPU_KERNELS: dict[str, dict | None] = {
     'xla': None,
     'ynnpack_eltwise': _YNNPACK_ALL,
-    'onednn': {**_ONEDNN_CONVOLUTIONS, 'xla_cpu_experimental_ynn_fusion_type': ''},
+    'onednn': {**_ONEDNN_CONVOLUTIONS, **_ynnpack('REDUCE')},
     'onednn_ynnpack': {**_ONEDNN_CONVOLUTIONS, **_YNNPACK_ALL},
 }
 

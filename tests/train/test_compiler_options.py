@@ -22,6 +22,8 @@ def test_kernel_choices_by_name():
       ',') == ['LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION', 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT',
                'LIBRARY_FUSION_TYPE_REDUCE', 'LIBRARY_FUSION_TYPE_ELTWISE']
   assert devices.compiler_options('onednn')['xla_cpu_experimental_onednn_custom_call'] is True
+  assert devices.compiler_options('onednn')['xla_cpu_experimental_ynn_fusion_type'] == (
+      'LIBRARY_FUSION_TYPE_REDUCE')  # XLA's own large reductions are slow (reduce-windows)
   assert devices.compiler_options('onednn_ynnpack') == {
       **devices.compiler_options('ynnpack_eltwise'), 'xla_cpu_use_onednn': True,
       'xla_cpu_experimental_onednn_custom_call': True}
