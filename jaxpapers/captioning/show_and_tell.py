@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxpapers import zoo
+from jaxpapers.nn.batch_norm import BatchNorm
 from jaxpapers.recurrent.lstm import LSTMCell
 
 PAPER = ('Show and Tell: A Neural Image Caption Generator (Vinyals, Toshev, Bengio, Erhan 2014, '
@@ -65,7 +66,7 @@ class ConvEncoder(nn.Module):
     for i, width in enumerate(self.widths):
       x = nn.relu(nn.Conv(width, (3, 3), name=f'conv{i}')(x))
       x = nn.max_pool(x, (2, 2), (2, 2))
-    return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+    return BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                         name='norm')(x.reshape(len(x), -1) if self.flatten
                                      else jnp.mean(x, axis=(1, 2)))
 

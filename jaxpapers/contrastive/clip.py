@@ -82,6 +82,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from jaxpapers import zoo
 from jaxpapers.nn.attention import MultiHeadAttention
+from jaxpapers.nn.batch_norm import BatchNorm
 
 Array = jax.Array
 
@@ -188,7 +189,7 @@ class Bottleneck(nn.Module):
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     # PyTorch's BatchNorm momentum 0.1 is Flax's 0.9 (the weight of the running value).
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+    norm = functools.partial(BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5)
     conv = functools.partial(nn.Conv, use_bias=False)
     out = nn.relu(norm(name='bn1')(conv(self.planes, (1, 1), name='conv1')(x)))
@@ -234,7 +235,7 @@ class ModifiedResNet(nn.Module):
   def __call__(self, images: Array, *, train: bool = False) -> Array:
     if images.shape[1] % 32 or images.shape[2] % 32:
       raise ValueError(f'image size {images.shape[1]}x{images.shape[2]} is not a multiple of 32')
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+    norm = functools.partial(BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5)
     x = images
     for i, (features, stride) in enumerate(((self.width // 2, 2), (self.width // 2, 1),

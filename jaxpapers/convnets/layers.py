@@ -1,8 +1,9 @@
 """Pieces the convnet zoo shares: batch normalisation, He initialisation, torch-geometry pooling.
 
 * Batch Normalization (Ioffe & Szegedy 2015, arXiv:1502.03167), Algorithms 1 and 2: `batch_norm`
-  is `flax.linen.BatchNorm`, normalising with the mini-batch mean and variance when training and
-  with running averages in evaluation, with torchvision's constants: momentum 0.1 in torch's
+  is `jaxpapers.nn.batch_norm.BatchNorm` (flax's variables and statistics, fewer passes over the
+  activations), normalising with the mini-batch mean and variance when training and with running
+  averages in evaluation, with torchvision's constants: momentum 0.1 in torch's
   convention (the running average keeps 0.9 of its old value, flax's `momentum=0.9`) and eps 1e-5
   (the Inception family uses 1e-3). Under `jax.jit` with the batch sharded over a mesh the
   statistics are those of the global batch: XLA inserts the cross-device reduction.
@@ -27,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpapers.nn.batch_norm import BatchNorm
+
 
 def he_normal(mode: str = 'fan_out') -> nn.initializers.Initializer:
   return nn.initializers.variance_scaling(2.0, mode, 'normal')
@@ -37,8 +40,8 @@ def he_normal(mode: str = 'fan_out') -> nn.initializers.Initializer:
 torch_linear_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
 
 
-def batch_norm(train: bool, name: str, epsilon: float = 1e-5) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon, name=name)
+def batch_norm(train: bool, name: str, epsilon: float = 1e-5) -> BatchNorm:
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon, name=name)
 
 
 def symmetric_padding(padding: int | Sequence[int]) -> tuple[tuple[int, int], tuple[int, int]]:

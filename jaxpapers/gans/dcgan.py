@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 from jaxpapers import zoo
 from jaxpapers.gans.gan import z_input
+from jaxpapers.nn.batch_norm import BatchNorm
 from jaxpapers.nn.conv_transpose import ConvTranspose, StridedConv
 
 _PAPER = ('Unsupervised Representation Learning with Deep Convolutional Generative Adversarial '
@@ -49,9 +50,9 @@ def _scale_init(key, shape, dtype=jnp.float32):
   return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
-def _batch_norm(train: bool) -> nn.BatchNorm:
+def _batch_norm(train: bool) -> BatchNorm:
   # PyTorch's defaults, as the reference: running-average momentum 0.1, epsilon 1e-5.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                       scale_init=_scale_init)
 
 

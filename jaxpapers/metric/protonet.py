@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxpapers import zoo
+from jaxpapers.nn.batch_norm import BatchNorm
 
 
 class Conv4(nn.Module):
@@ -41,7 +42,7 @@ class Conv4(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     for i in range(self.blocks):
       x = nn.Conv(self.features, (3, 3), name=f'conv_{i}')(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f'bn_{i}')(x)
+      x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f'bn_{i}')(x)
       x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
     return x.reshape(x.shape[0], -1)
 

@@ -18,6 +18,7 @@ import jax
 
 from jaxpapers import zoo
 from jaxpapers.convnets import layers
+from jaxpapers.nn.batch_norm import BatchNorm
 
 
 class ConvEncoder(nn.Module):
@@ -29,7 +30,7 @@ class ConvEncoder(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     for i, width in enumerate(self.widths):
       x = nn.Conv(width, (3, 3), use_bias=False, name=f'conv_{i}')(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f'bn_{i}')(x)
+      x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f'bn_{i}')(x)
       x = layers.pool(nn.relu(x), 'max', 2, 2)
     x = x.mean(axis=(1, 2))
     if self.num_classes:

@@ -16,6 +16,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 
+from jaxpapers.nn.batch_norm import BatchNorm
+
 
 class MLPHead(nn.Module):
   """`hidden` widths of Linear -> BN -> ReLU, then Linear(`features`) (-> BN when `output_norm`)."""
@@ -28,10 +30,10 @@ class MLPHead(nn.Module):
     for i, width in enumerate(self.hidden):
       # No bias before BN: BN's own shift replaces it.
       x = nn.Dense(width, use_bias=False, name=f'dense_{i}')(x)
-      x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+      x = nn.relu(BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                                name=f'bn_{i}')(x))
     x = nn.Dense(self.features, use_bias=not self.output_norm, name='out')(x)
     if self.output_norm:
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+      x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                        name='out_bn')(x)
     return x

@@ -84,6 +84,7 @@ import jax.numpy as jnp
 
 from jaxpapers import zoo
 from jaxpapers.gans.dcgan import WEIGHT_INIT
+from jaxpapers.nn.batch_norm import BatchNorm
 from jaxpapers.translation import pix2pix
 
 _PAPER = ('Semantic Image Synthesis with Spatially-Adaptive Normalization (Park et al. 2019, '
@@ -163,7 +164,7 @@ class SPADE(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array, train: bool = False) -> jax.Array:
-    normalised = nn.BatchNorm(use_running_average=not train, use_scale=False, use_bias=False,
+    normalised = BatchNorm(use_running_average=not train, use_scale=False, use_bias=False,
                               momentum=0.9, epsilon=1e-5)(x)
     gamma, beta = SPADEModulation(x.shape[-1], self.hidden)(
         resize_labels(labels, x.shape[1], x.shape[2]))
