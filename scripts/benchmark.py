@@ -22,6 +22,7 @@ benchmark, ready for WORKSPACE.md.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import platform
@@ -148,7 +149,9 @@ def matmul_flops(fn, *args) -> float:
 
 def time_rounds(runs: dict[str, tuple[Callable[[], None], Callable[[], None]]],
                 setups: dict[str, Callable[[bool], None]], n: int) -> dict[str, float]:
-  """Steps/s of each (step, sync): warm-up, then `--repeats` rounds, every run once per round."""
+  """Steps/s of each (step, sync): warm-up, then `--repeats` rounds, every run once per round.
+  Python's garbage collector is off while timing, as in `timeit`: a collection's cost grows with
+  everything earlier benchmarks left in the process, and would fall on whichever side it hits."""
   def timed(name, count):
     step, sync = runs[name]
     setups.get(name, lambda on: None)(True)
@@ -164,9 +167,14 @@ def time_rounds(runs: dict[str, tuple[Callable[[], None], Callable[[], None]]],
   for name in runs:
     timed(name, min(n, 3))  # warm-up, compilation included
   best = dict.fromkeys(runs, float('inf'))
-  for _ in range(_REPEATS.value):
-    for name in runs:
-      best[name] = min(best[name], timed(name, n))
+  gc.collect()
+  gc.disable()
+  try:
+    for _ in range(_REPEATS.value):
+      for name in runs:
+        best[name] = min(best[name], timed(name, n))
+  finally:
+    gc.enable()
   return {name: n / seconds for name, seconds in best.items()}
 
 
