@@ -18,15 +18,22 @@ CASES = [  # spatial, window, strides, padding of the dilated input
 ]
 
 
-@pytest.mark.parametrize('spatial, window, strides, padding', CASES)
-def test_matches_flax_conv_transpose_and_its_gradients(spatial, window, strides, padding):
+def flax_and_ours(flax_module, our_module, spatial, window, strides, padding):
+  """An input, flax's module, ours with the same settings, and flax's variables (which ours has
+  the shapes of), with non-zero biases."""
   x = jax.random.normal(jax.random.key(0), (2, *spatial, 3))
-  reference = nn.ConvTranspose(4, window, strides=strides, padding=padding, use_bias=True,
-                               bias_init=nn.initializers.normal(1.0))
-  ours = ConvTranspose(4, window, strides=strides, padding=padding,
-                       bias_init=nn.initializers.normal(1.0))
+  reference, ours = (module(4, window, strides=strides, padding=padding,
+                            bias_init=nn.initializers.normal(1.0))
+                     for module in (flax_module, our_module))
   variables = reference.init(jax.random.key(1), x)
   chex.assert_trees_all_equal_shapes(ours.init(jax.random.key(1), x), variables)
+  return x, reference, ours, variables
+
+
+@pytest.mark.parametrize('spatial, window, strides, padding', CASES)
+def test_matches_flax_conv_transpose_and_its_gradients(spatial, window, strides, padding):
+  x, reference, ours, variables = flax_and_ours(nn.ConvTranspose, ConvTranspose, spatial, window,
+                                                strides, padding)
 
   def loss(module):
     return jax.jit(jax.value_and_grad(
@@ -53,13 +60,8 @@ STRIDED_CASES = [  # spatial, window, strides, padding
 
 @pytest.mark.parametrize('spatial, window, strides, padding', STRIDED_CASES)
 def test_strided_conv_matches_flax_conv_to_second_order(spatial, window, strides, padding):
-  x = jax.random.normal(jax.random.key(0), (2, *spatial, 3))
-  reference = nn.Conv(4, window, strides=strides, padding=padding,
-                      bias_init=nn.initializers.normal(1.0))
-  ours = StridedConv(4, window, strides=strides, padding=padding,
-                     bias_init=nn.initializers.normal(1.0))
-  variables = reference.init(jax.random.key(1), x)
-  chex.assert_trees_all_equal_shapes(ours.init(jax.random.key(1), x), variables)
+  x, reference, ours, variables = flax_and_ours(nn.Conv, StridedConv, spatial, window, strides,
+                                                padding)
 
   def loss(module):
     def value(v, x):
