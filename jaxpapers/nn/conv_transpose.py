@@ -159,7 +159,6 @@ class ConvTranspose(nn.Module):
     return y
 
 
-
 class StridedConv(nn.Module):
   """A drop-in for `flax.linen.Conv` with explicit padding, computed by `strided_conv`: the same
   parameters ('kernel' [*kernel_size, C_in, features], 'bias') and outputs."""

@@ -29,6 +29,15 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
                              process_id=process_id)
 
 
+def _ynnpack(*fusion_types: str) -> dict:
+  return {'xla_cpu_experimental_ynn_fusion_type': ','.join(
+      f'LIBRARY_FUSION_TYPE_{t}' for t in fusion_types)}
+
+
+_YNNPACK_ALL = _ynnpack('INDIVIDUAL_CONVOLUTION', 'INDIVIDUAL_DOT', 'REDUCE', 'ELTWISE')
+_ONEDNN_CONVOLUTIONS = {'xla_cpu_use_onednn': True, 'xla_cpu_experimental_onednn_custom_call': True}
+
+
 # Named XLA:CPU kernel choices for a run's compiled steps (`config.train.cpu_kernels`; measured in
 # WORKSPACE.md, issue 16). None is XLA's defaults: YNNPACK convolutions, dots and reductions, XLA's
 # own loops for element-wise work.
@@ -41,19 +50,12 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
 #   YNNPACK only the reductions: 1.1-1.7x XLA's defaults on single forward convolutions, DDPM
 #   sampling 1.20x, a DCGAN round 1.06x; ResNet-20's training step 0.74x of its YNNPACK choice,
 #   CLIP's 0.39x (its matmuls). Without YNNPACK, XLA:CPU splits large reductions into slow
-#   reduce-windows (a batch norm's statistics 3-10x slower); with its reductions, DDPM sampling and
+#   reduce-windows (a batch norm's statistics 7-11x slower); with its reductions, DDPM sampling and
 #   a DCGAN round are another 1.06-1.09x faster.
 # - 'onednn_ynnpack' is 'ynnpack_eltwise' with oneDNN's convolutions enabled too. YNNPACK keeps the
 #   ops it takes; oneDNN gets convolutions it leaves (in ResNet-20's step: the stem's and the
 #   16-channel stage's forward and input-gradient convolutions). ResNet-20 1.06-1.10x of
 #   'ynnpack_eltwise'; DDPM sampling 0.83x and a DCGAN round 0.93x of 'onednn', CLIP 0.85x of 'xla'.
-def _ynnpack(*fusion_types: str) -> dict:
-  return {'xla_cpu_experimental_ynn_fusion_type': ','.join(
-      f'LIBRARY_FUSION_TYPE_{t}' for t in fusion_types)}
-
-
-_YNNPACK_ALL = _ynnpack('INDIVIDUAL_CONVOLUTION', 'INDIVIDUAL_DOT', 'REDUCE', 'ELTWISE')
-_ONEDNN_CONVOLUTIONS = {'xla_cpu_use_onednn': True, 'xla_cpu_experimental_onednn_custom_call': True}
 CPU_KERNELS: dict[str, dict | None] = {
     'xla': None,
     'ynnpack_eltwise': _YNNPACK_ALL,
