@@ -67,8 +67,8 @@ class ConvEncoder(nn.Module):
       x = nn.relu(nn.Conv(width, (3, 3), name=f'conv{i}')(x))
       x = nn.max_pool(x, (2, 2), (2, 2))
     return BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                        name='norm')(x.reshape(len(x), -1) if self.flatten
-                                     else jnp.mean(x, axis=(1, 2)))
+                     name='norm')(x.reshape(len(x), -1) if self.flatten
+                                  else jnp.mean(x, axis=(1, 2)))
 
 
 class ShowAndTell(nn.Module):

@@ -53,7 +53,7 @@ def _scale_init(key, shape, dtype=jnp.float32):
 def _batch_norm(train: bool) -> BatchNorm:
   # PyTorch's defaults, as the reference: running-average momentum 0.1, epsilon 1e-5.
   return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      scale_init=_scale_init)
+                   scale_init=_scale_init)
 
 
 def num_halvings(image_size: int) -> int:

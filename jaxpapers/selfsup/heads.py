@@ -31,9 +31,9 @@ class MLPHead(nn.Module):
       # No bias before BN: BN's own shift replaces it.
       x = nn.Dense(width, use_bias=False, name=f'dense_{i}')(x)
       x = nn.relu(BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                               name=f'bn_{i}')(x))
+                            name=f'bn_{i}')(x))
     x = nn.Dense(self.features, use_bias=not self.output_norm, name='out')(x)
     if self.output_norm:
       x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                       name='out_bn')(x)
+                    name='out_bn')(x)
     return x

@@ -165,7 +165,7 @@ class SPADE(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array, train: bool = False) -> jax.Array:
     normalised = BatchNorm(use_running_average=not train, use_scale=False, use_bias=False,
-                              momentum=0.9, epsilon=1e-5)(x)
+                           momentum=0.9, epsilon=1e-5)(x)
     gamma, beta = SPADEModulation(x.shape[-1], self.hidden)(
         resize_labels(labels, x.shape[1], x.shape[2]))
     return normalised * (1.0 + gamma) + beta
