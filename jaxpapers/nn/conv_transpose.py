@@ -54,7 +54,6 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     raise ValueError(f'transposed convolution of {spatial} with window {window}, strides '
                      f'{strides} and padding {padding} has no output')
   per_phase = [-(-length // s) for length, s in zip(lengths, strides)]  # outputs per phase
-  dimension_numbers = lax.conv_dimension_numbers(x.shape, kernel.shape, _specs(x.ndim))
   phases = []
   for phase in itertools.product(*(range(s) for s in strides)):
     taps, pads = [], []
@@ -74,9 +73,8 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     # nothing (a padded copy of the input per phase made a DCGAN round 1.15x slower).
     cropped = x[(slice(None), *(slice(max(-lo, 0), n + min(hi, 0))
                                 for (lo, hi), n in zip(pads, spatial)))]
-    phases.append(lax.conv_general_dilated(
-        cropped, sub_kernel, (1,) * len(strides), [(max(lo, 0), max(hi, 0)) for lo, hi in pads],
-        dimension_numbers=dimension_numbers))
+    phases.append(_conv(cropped, sub_kernel, (1,) * len(strides),
+                        [(max(lo, 0), max(hi, 0)) for lo, hi in pads]))
   # [s_1 * ... * s_k, B, m_1, ..., m_k, C] -> interleave: output s m + r of each axis.
   y = jnp.stack(phases).reshape(*strides, x.shape[0], *per_phase, kernel.shape[-1])
   k = len(strides)
@@ -100,7 +98,7 @@ def strided_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...],
   return _conv(x, kernel, strides, padding)
 
 
-def _conv(x, kernel, strides, padding):
+def _conv(x, kernel, strides, padding):  # channels last: N...C inputs, ...IO kernels
   return lax.conv_general_dilated(
       x, kernel, strides, padding,
       dimension_numbers=lax.conv_dimension_numbers(x.shape, kernel.shape, _specs(x.ndim)))
@@ -151,12 +149,7 @@ class ConvTranspose(nn.Module):
     k = len(self.kernel_size)
     strides = tuple(self.strides or (1,) * k)
     padding = tuple(self.padding or ((0, 0),) * k)
-    kernel = self.param('kernel', self.kernel_init,
-                        (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
-    y = conv_transpose(x, kernel.astype(x.dtype), strides, padding)
-    if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
-    return y
+    return _with_parameters(self, x, lambda x, kernel: conv_transpose(x, kernel, strides, padding))
 
 
 class StridedConv(nn.Module):
@@ -172,10 +165,17 @@ class StridedConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param('kernel', self.kernel_init,
-                        (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
-    y = strided_conv(x, kernel.astype(x.dtype), tuple(self.strides),
-                     tuple(tuple(p) for p in self.padding))
-    if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
-    return y
+    strides, padding = tuple(self.strides), tuple(tuple(p) for p in self.padding)
+    return _with_parameters(self, x, lambda x, kernel: strided_conv(x, kernel, strides, padding))
+
+
+def _with_parameters(module: nn.Module, x: jax.Array,
+                     convolve: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+  """`convolve(x, kernel)` plus the bias, with flax's convolution parameters: 'kernel'
+  [*kernel_size, C_in, features] and 'bias' [features], float32, cast to the input's dtype."""
+  kernel = module.param('kernel', module.kernel_init,
+                        (*module.kernel_size, x.shape[-1], module.features), jnp.float32)
+  y = convolve(x, kernel.astype(x.dtype))
+  if module.use_bias:
+    y = y + module.param('bias', module.bias_init, (module.features,), jnp.float32).astype(x.dtype)
+  return y
