@@ -6,6 +6,7 @@
     python scripts/benchmark.py clip_step --compare_options=defaults \
         --compare_options='xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_ELTWISE'
     python scripts/benchmark.py --conv_layers   # single convolutions: XLA's kernels against oneDNN's
+    python scripts/benchmark.py --conv_passes   # ResNet-20's convolutions, forward and backward
 
 Both sides run the same architecture, optimiser and batch size on the same in-memory batch (data
 loading is excluded), after warm-up (compilation). The two sides are timed in alternation,
@@ -47,6 +48,10 @@ _COMPARE_OPTIONS = flags.DEFINE_multi_string(
 _CONV_LAYERS = flags.DEFINE_bool(
     'conv_layers', False, "Time single forward convolutions of the benchmarks' shapes in JAX "
     "(XLA's default kernels and oneDNN's) and PyTorch (oneDNN, NCHW and channels-last).")
+_CONV_PASSES = flags.DEFINE_bool(
+    'conv_passes', False, "Time ResNet-20's training-step convolutions pass by pass (forward, "
+    "input gradient, kernel gradient) in JAX under its preset's CPU kernels and in PyTorch, and "
+    "their sums per step.")
 
 BENCHMARKS: dict[str, Callable[[], 'Comparison']] = {}
 # Per benchmark: batch size and timed steps per round. Chosen so that `--all` (3 rounds) stays
@@ -1132,6 +1137,95 @@ def conv_layers() -> list[dict]:
   return results
 
 
+# ResNet-20's convolutions (sec. 4.2, batch 128): (layers, input size, C_in, C_out, stride), all
+# 3x3 with padding 1. The stem (C_in 3) needs no input gradient.
+RESNET20_CONVS = [(1, 32, 3, 16, 1), (6, 32, 16, 16, 1), (1, 32, 16, 32, 2), (5, 16, 32, 32, 1),
+                  (1, 16, 32, 64, 2), (5, 8, 64, 64, 1)]
+CONV_PASSES = ('forward', 'input_gradient', 'kernel_gradient')
+
+
+def conv_passes() -> dict:
+  """Milliseconds of each convolution pass of ResNet-20's training step (`RESNET20_CONVS`), one
+  layer at a time: JAX's `lax.conv_general_dilated` and its autodiff gradients, compiled under the
+  `cifar10_resnet20` preset's `cpu_kernels`, against PyTorch's `conv2d` and
+  `convolution_backward` (oneDNN), the faster of NCHW and channels-last. Values are compared
+  first; the sides are timed in alternation. The per-step sums say how much of a whole step's
+  time the convolution kernels alone take on each side."""
+  import numpy as np
+
+  from experiments.configs import classify as configs
+  from jaxpapers.train import devices
+
+  kernels = configs.get_config('cifar10_resnet20').train.cpu_kernels
+  rng = np.random.default_rng(0)
+  totals = {side: dict.fromkeys(CONV_PASSES, 0.0) for side in ('jax', 'torch')}
+  layers = []
+  for count, size, c_in, c_out, stride in RESNET20_CONVS:
+    out_size = (size - 1) // stride + 1
+    x = rng.standard_normal((128, size, size, c_in), np.float32)
+    w = rng.standard_normal((3, 3, c_in, c_out), np.float32) / np.float32(np.sqrt(9 * c_in))
+    dy = rng.standard_normal((128, out_size, out_size, c_out), np.float32)
+    row = {'layers': count, 'input': list(x.shape), 'out_channels': c_out, 'stride': stride,
+           'kernels': kernels}
+    for name in CONV_PASSES if c_in > 3 else ('forward', 'kernel_gradient'):
+      runs = conv_pass_runs(name, x, w, dy, stride, devices.compiler_options(kernels))
+      rates = time_rounds(runs, {}, 40)
+      jax_ms = 1e3 / rates['jax']
+      torch_ms = 1e3 / max(rates['torch_nchw'], rates['torch_channels_last'])
+      row[name] = {'jax_ms': round(jax_ms, 2), 'torch_ms': round(torch_ms, 2),
+                   'jax_over_torch': round(torch_ms / jax_ms, 2)}
+      totals['jax'][name] += count * jax_ms
+      totals['torch'][name] += count * torch_ms
+    print(json.dumps(row), flush=True)
+    layers.append(row)
+  per_step = {side: {**{k: round(v, 1) for k, v in t.items()}, 'total': round(sum(t.values()), 1)}
+              for side, t in totals.items()}
+  print(json.dumps({'per_step_ms': per_step}), flush=True)
+  return {'layers': layers, 'per_step_ms': per_step}
+
+
+def conv_pass_runs(name: str, x, w, dy, stride: int, options: dict | None) -> dict:
+  """`time_rounds`' runs of one pass of a 3x3, padding-1 convolution (NHWC x, HWIO w, output
+  gradient dy): JAX, and PyTorch in NCHW and channels-last, after checking that they agree."""
+  import jax
+  import numpy as np
+  import torch
+  from torch.nn import functional as F
+
+  def conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), ((1, 1), (1, 1)),
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  jax_pass = jax.jit({
+      'forward': lambda x, w, dy: conv(x, w),
+      'input_gradient': lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0],
+      'kernel_gradient': lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0]}[name],
+      compiler_options=options)
+  arrays = [jax.device_put(a) for a in (x, w, dy)]
+  out = {}
+  runs = {'jax': (lambda: out.update(y=jax_pass(*arrays)), lambda: out['y'].block_until_ready())}
+
+  def torch_pass(layout):
+    fmt = torch.channels_last if layout == 'channels_last' else torch.contiguous_format
+    xt, wt, dyt = (torch.from_numpy(a).permute(*perm).contiguous(memory_format=fmt)
+                   for a, perm in ((x, (0, 3, 1, 2)), (w, (3, 2, 0, 1)), (dy, (0, 3, 1, 2))))
+    if name == 'forward':
+      return lambda: F.conv2d(xt, wt, stride=stride, padding=1)
+    wanted = [name == 'input_gradient', name == 'kernel_gradient', False]
+    return lambda: torch.ops.aten.convolution_backward(
+        dyt, xt, wt, None, [stride] * 2, [1, 1], [1, 1], False, [0, 0], 1,
+        wanted)[0 if name == 'input_gradient' else 1]
+
+  with torch.inference_mode():
+    for layout in ('nchw', 'channels_last'):
+      step = torch_pass(layout)
+      reference = step().permute(*((2, 3, 1, 0) if name == 'kernel_gradient' else (0, 2, 3, 1)))
+      np.testing.assert_allclose(np.asarray(jax_pass(*arrays)), reference.numpy(), rtol=1e-3,
+                                 atol=1e-4 * float(reference.abs().max()))
+      runs[f'torch_{layout}'] = (step, lambda: None)
+  return runs
+
+
 def time_conv_layer(x_shape, w_shape, stride: int, pad: int, flops: float) -> dict[str, float]:
   """Convolutions per second of one layer on each side (outputs compared first)."""
   import math
@@ -1192,10 +1286,12 @@ def compare_options(names: list[str], option_sets: list[str]) -> list[dict]:
 def main(argv):
   import jax
   start = time.perf_counter()
-  if _CONV_LAYERS.value:
-    if argv[1:] or _ALL.value:
-      raise app.UsageError('--conv_layers times its own list of layers; name no benchmarks')
-    output = {'conv_layers': conv_layers()}
+  if _CONV_LAYERS.value or _CONV_PASSES.value:
+    if argv[1:] or _ALL.value or (_CONV_LAYERS.value and _CONV_PASSES.value):
+      raise app.UsageError('--conv_layers and --conv_passes time their own lists of layers: '
+                           'pass one of them and name no benchmarks')
+    output = ({'conv_layers': conv_layers()} if _CONV_LAYERS.value
+              else {'conv_passes': conv_passes()})
   else:
     names = list(BENCHMARKS) if _ALL.value else argv[1:]
     if not names or (_ALL.value and argv[1:]):
