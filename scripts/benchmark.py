@@ -1157,6 +1157,7 @@ def conv_passes() -> dict:
   from jaxpapers.train import devices
 
   kernels = configs.get_config('cifar10_resnet20').train.cpu_kernels
+  options = devices.compiler_options(kernels)
   rng = np.random.default_rng(0)
   totals = {side: dict.fromkeys(CONV_PASSES, 0.0) for side in ('jax', 'torch')}
   layers = []
@@ -1168,7 +1169,7 @@ def conv_passes() -> dict:
     row = {'layers': count, 'input': list(x.shape), 'out_channels': c_out, 'stride': stride,
            'kernels': kernels}
     for name in CONV_PASSES if c_in > 3 else ('forward', 'kernel_gradient'):
-      runs = conv_pass_runs(name, x, w, dy, stride, devices.compiler_options(kernels))
+      runs = conv_pass_runs(name, x, w, dy, stride, options)
       rates = time_rounds(runs, {}, 40)
       jax_ms = 1e3 / rates['jax']
       torch_ms = 1e3 / max(rates['torch_nchw'], rates['torch_channels_last'])
@@ -1193,8 +1194,7 @@ def conv_pass_runs(name: str, x, w, dy, stride: int, options: dict | None) -> di
   from torch.nn import functional as F
 
   def conv(x, w):
-    return jax.lax.conv_general_dilated(x, w, (stride, stride), ((1, 1), (1, 1)),
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return nhwc_conv(x, w, stride, 1)
 
   jax_pass = jax.jit({
       'forward': lambda x, w, dy: conv(x, w),
@@ -1226,6 +1226,13 @@ def conv_pass_runs(name: str, x, w, dy, stride: int, options: dict | None) -> di
   return runs
 
 
+def nhwc_conv(x, w, stride: int, pad: int):
+  """The single-layer timings' JAX convolution: NHWC input, HWIO kernel, symmetric padding."""
+  import jax
+  return jax.lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
 def time_conv_layer(x_shape, w_shape, stride: int, pad: int, flops: float) -> dict[str, float]:
   """Convolutions per second of one layer on each side (outputs compared first)."""
   import math
@@ -1247,9 +1254,8 @@ def time_conv_layer(x_shape, w_shape, stride: int, pad: int, flops: float) -> di
   reference = F.conv2d(xt, wt, stride=stride, padding=pad).permute(0, 2, 3, 1).numpy()
   runs = {}
   for kernels in ('xla', 'onednn'):
-    conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
-        x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
-        compiler_options=devices.compiler_options(kernels))
+    conv = jax.jit(lambda x, w: nhwc_conv(x, w, stride, pad),
+                   compiler_options=devices.compiler_options(kernels))
     np.testing.assert_allclose(np.asarray(conv(xj, wj)), reference, rtol=1e-3, atol=1e-3)
     out = {}
     runs[f'jax_{kernels}'] = (lambda conv=conv, out=out: out.update(y=conv(xj, wj)),
